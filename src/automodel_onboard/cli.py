@@ -1,0 +1,136 @@
+"""The ``automodel-onboard`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from automodel_onboard.errors import OnboardError
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def _emit_error(err: OnboardError, *, as_json: bool, out: TextIO, err_out: TextIO) -> int:
+    print(f"error: {err.message}", file=err_out)
+    if as_json:
+        print(json.dumps(err.to_dict(), indent=2), file=out)
+    return EXIT_BAD_INPUT
+
+
+def _fmt_count(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit, size in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def summary(spec: dict[str, Any]) -> str:
+    """A readable account of the spec: verdict, reasons, features, sizes."""
+    f = spec["features"]
+    att, rope, mlp, norm = f["attention"], f["rope"], f["mlp"], f["norm"]
+    kind = spec["kind"] + (f" (text backbone: {spec['text_backbone']})" if spec["text_backbone"] else "")
+    lines = [
+        f"{spec['architecture']}  (model_type {spec['model_type']})",
+        f"  kind:          {kind}",
+        "  reasons:",
+        *[f"    - {r}" for r in spec["reasons"]],
+        f"  module name:   {spec['module_name']}   class prefix: {spec['class_prefix']}",
+    ]
+    if spec["name_collision"]:
+        lines.append(
+            f"  note:          NeMo AutoModel already has a model folder {spec['name_collision']!r}; "
+            "onboarding needs --name or --replace"
+        )
+    if spec["custom_code"]:
+        lines.append("  custom code:   yes (auto_map recorded, never imported)")
+    lines += [
+        f"  attention:     {att['num_heads']} heads / {att['num_kv_heads']} kv ({att['grouping']}), "
+        f"head_dim {att['head_dim']}{' explicit' if att['head_dim_explicit'] else ''}, "
+        f"qkv bias {att['qkv_bias']}, o bias {att['o_bias']}, q/k norm {att['qk_norm']}, "
+        f"sliding window {att['sliding_window']}",
+        f"  rope:          {rope['type']}, theta {rope['theta']}, rotary fraction {rope['partial_rotary_factor']}",
+        f"  mlp:           {mlp['activation']}{' gated' if mlp['gated'] else ''}, bias {mlp['bias']}; "
+        f"norm {norm['type']} eps {norm['eps']}; tied embeddings {f['tie_word_embeddings']}",
+    ]
+    if f["moe"]:
+        m = f["moe"]
+        lines.append(
+            f"  experts:       {m['num_experts']} routed, top-{m['top_k']}, width {m['expert_intermediate_size']}, "
+            f"shared {m['num_shared_experts']}, router {m['score_func']}"
+            f"{' + correction bias' if m['correction_bias'] else ''}, dense layers {len(m['dense_layers'])}"
+        )
+    if f["vision"]:
+        v = f["vision"]
+        lines.append(
+            f"  vision:        {v['model_type']} ({v['config_key']}), hidden {v['hidden_size']}, "
+            f"layers {v['num_layers']}, image token {v['image_token_id']}, projector {v['projector']}"
+        )
+    if f["unsupported"]:
+        lines.append("  not implemented by the templates:")
+        lines += [f"    - {u}" for u in f["unsupported"]]
+    p = spec["params"]
+    lines.append(
+        f"  parameters:    total {_fmt_count(p['total'])}"
+        + (f", active {_fmt_count(p['active'])}" if p["active"] else "")
+        + f"; tiny test config {_fmt_count(p['tiny_total'])}"
+    )
+    if spec["inventory_absent_reason"]:
+        lines.append(f"  inventory:     absent: {spec['inventory_absent_reason']}")
+    else:
+        lines.append(f"  inventory:     {len(spec['inventory']['tensors'])} checkpoint tensors")
+    return "\n".join(lines)
+
+
+def cmd_classify(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> int:
+    from automodel_onboard.source import load_source
+
+    from automodel_onboard.spec import build_spec
+
+    source = load_source(args.model, args.revision)
+    spec = build_spec(source, module_name=args.name, with_inventory=not args.no_inventory)
+    data = spec.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2), file=out)
+    else:
+        print(summary(data), file=out)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="automodel-onboard",
+        description="Onboard a Hugging Face architecture into NeMo AutoModel.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("classify", help="classify a model and print its architecture spec")
+    p.add_argument("model", help="Hub id (org/name[@revision]), a config.json, or a checkpoint folder")
+    p.add_argument("--revision", help="Hub branch, tag or commit")
+    p.add_argument("--name", help="module name to use instead of the one derived from model_type")
+    p.add_argument("--json", action="store_true", help="print the spec (or the error) as JSON")
+    p.add_argument(
+        "--no-inventory",
+        action="store_true",
+        help="skip the reference inventory (no torch/transformers import; faster, less complete)",
+    )
+    p.set_defaults(func=cmd_classify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err_out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err_out = err_out or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args, out, err_out)
+    except OnboardError as err:
+        return _emit_error(err, as_json=getattr(args, "json", False), out=out, err_out=err_out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

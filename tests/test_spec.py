@@ -1,0 +1,247 @@
+"""The architecture spec: features, names, inventory and the tiny config, on real configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from conftest import LABELS, load_config
+
+from automodel_onboard.errors import OnboardError, UnsupportedModel
+from automodel_onboard.spec import build_spec
+
+SUPPORTED = sorted(n for n, label in LABELS.items() if label["kind"] != "unsupported")
+
+
+@pytest.fixture(scope="module")
+def specs():
+    cache = {}
+
+    def get(name, **kwargs):
+        key = (name, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            cache[key] = build_spec(load_config(name), existing_models=frozenset({"llama", "qwen3"}), **kwargs)
+        return cache[key]
+
+    return get
+
+
+def test_spec_is_immutable_and_json_serialisable(specs):
+    spec = specs("Qwen__Qwen3-0.6B.json")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.kind = "moe"
+    with pytest.raises(TypeError):
+        spec.tiny_config["hidden_size"] = 1
+    data = json.loads(spec.to_json())
+    required = {
+        "kind",
+        "text_backbone",
+        "reasons",
+        "architecture",
+        "model_type",
+        "module_name",
+        "class_prefix",
+        "custom_code",
+        "features",
+        "tiny_config",
+        "inventory",
+        "params",
+    }
+    assert required <= set(data)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, label in LABELS.items() if label["kind"] == "unsupported"))
+def test_unsupported_inputs_stop_at_the_spec(name):
+    with pytest.raises(UnsupportedModel) as info:
+        build_spec(load_config(name))
+    assert info.value.code == "unsupported"
+    assert "is not supported" in str(info.value)
+
+
+def test_qwen3_features(specs):
+    att = specs("Qwen__Qwen3-0.6B.json").features.attention
+    assert (att.num_heads, att.num_kv_heads, att.head_dim, att.grouping) == (16, 8, 128, "gqa")
+    assert att.head_dim_explicit
+    assert att.qk_norm == "per_head"  # implied by the architecture, seen in the inventory
+    assert (att.qkv_bias, att.o_bias, att.bias_attr) == (False, False, "attention_bias")
+
+
+def test_qwen2_bias_is_implied_by_the_architecture(specs):
+    att = specs("Qwen__Qwen2-0.5B.json").features.attention
+    assert (att.qkv_bias, att.o_bias, att.bias_attr) == (True, False, None)
+    assert att.sliding_window == "per_layer"
+    assert att.head_dim == 64 and att.grouping == "gqa"
+
+
+def test_llama3_rope_and_tying(specs):
+    spec = specs("meta-llama__Llama-3.2-3B.json")
+    assert spec.features.rope.type == "llama3"
+    assert spec.features.rope.parameters["factor"] == 32.0
+    assert spec.features.rope.theta == 500000.0
+    assert spec.features.tie_word_embeddings is True
+    assert "lm_head.weight" not in {t.name for t in spec.inventory.tensors}  # tied: not in the checkpoint
+
+
+def test_llama2_mha_derived_head_dim_and_defaults(specs):
+    spec = specs("meta-llama__Llama-2-7b-hf.json")
+    att = spec.features.attention
+    assert (att.grouping, att.head_dim, att.head_dim_explicit) == ("mha", 128, False)
+    assert spec.features.rope.theta == 10000.0
+    assert spec.features.tie_word_embeddings is False
+    assert "lm_head.weight" in {t.name for t in spec.inventory.tensors}
+
+
+def test_mistral_nemo_explicit_head_dim(specs):
+    att = specs("mistralai__Mistral-Nemo-Base-2407.json").features.attention
+    assert att.head_dim == 128 and att.head_dim * att.num_heads != 5120 and att.head_dim_explicit
+
+
+def test_moe_schema_qwen2_moe(specs):
+    moe = specs("Qwen__Qwen2-57B-A14B.json").features.moe
+    assert (moe.num_experts, moe.top_k, moe.expert_intermediate_size) == (64, 8, 2560)
+    assert (moe.num_shared_experts, moe.shared_expert_intermediate_size, moe.shared_expert_gate) == (1, 20480, True)
+    assert moe.norm_topk_prob is False and moe.dense_layers == ()
+
+
+def test_moe_schema_glm45(specs):
+    spec = specs("zai-org__GLM-4.5.json")
+    moe = spec.features.moe
+    assert (moe.num_experts, moe.top_k, moe.num_shared_experts) == (160, 8, 1)
+    assert (moe.score_func, moe.correction_bias, moe.routed_scaling_factor) == ("sigmoid", True, 2.5)
+    assert moe.dense_layers == (0, 1, 2) and moe.moe_layers == 89
+    assert (moe.n_group, moe.topk_group) == (1, 1)
+    assert any("partial rotary" in u for u in spec.features.unsupported)
+    assert spec.params.active < spec.params.total
+
+
+def test_moe_schema_dbrx_nested_names(specs):
+    moe = specs("databricks__dbrx-base.json").features.moe
+    assert (moe.num_experts, moe.top_k, moe.expert_intermediate_size) == (16, 4, 10752)
+
+
+def test_moe_llama4_interleaved_dense_layers(specs):
+    spec = specs("meta-llama__Llama-4-Maverick-17B-128E-Instruct.json")
+    moe = spec.features.moe
+    assert moe.num_shared_experts == 1  # implied by the architecture, seen in the inventory
+    assert moe.dense_layers == tuple(range(0, 48, 2))
+    assert moe.dense_intermediate_size == 16384 and moe.expert_intermediate_size == 8192
+
+
+def test_moe_checkpoint_format_is_per_expert(specs):
+    names = {t.name for t in specs("Qwen__Qwen3-235B-A22B.json").inventory.tensors}
+    assert "model.layers.0.mlp.experts.127.gate_proj.weight" in names
+    assert "model.layers.0.mlp.experts.0.down_proj.weight" in names
+    assert not any(n.endswith("experts.gate_up_proj") for n in names)  # the in-memory fused layout
+
+
+def test_mixtral_checkpoint_names(specs):
+    names = {t.name for t in specs("mistralai__Mixtral-8x22B-v0.1.json").inventory.tensors}
+    assert "model.layers.0.block_sparse_moe.experts.7.w1.weight" in names
+    assert "model.layers.0.block_sparse_moe.gate.weight" in names
+
+
+def test_parameter_counts(specs):
+    spec = specs("Qwen__Qwen3-235B-A22B.json")
+    assert 234e9 < spec.params.total < 236e9
+    assert 21e9 < spec.params.active < 23e9
+    dense = specs("meta-llama__Llama-2-7b-hf.json")
+    assert 6.7e9 < dense.params.total < 6.8e9 and dense.params.active is None
+
+
+def test_vlm_features(specs):
+    spec = specs("llava-hf__llava-v1.6-mistral-7b-hf.json")
+    vision = spec.features.vision
+    assert (spec.kind, spec.text_backbone) == ("vlm", "dense")
+    assert (vision.model_type, vision.hidden_size, vision.num_layers) == ("clip_vision_model", 1024, 24)
+    assert vision.image_token_id == 32000 and vision.projector == "mlp"
+    # Sparse text_config: sizes come from the Mistral defaults.
+    assert spec.features.hidden_size == 4096 and spec.features.attention.num_heads == 32
+
+
+def test_vlm_top_level_text(specs):
+    spec = specs("Qwen__Qwen2.5-VL-3B-Instruct.json")
+    assert spec.text_key == "" and spec.features.vision.num_layers == 32
+    assert spec.features.vision.image_token_id == 151655
+
+
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [
+        ("google__gemma-3-12b-it.json", "sandwich norms"),
+        ("ibm-granite__granite-3.1-3b-a800m-instruct.json", "embedding scaling"),
+        ("microsoft__phi-2.json", "partial rotary"),
+        ("microsoft__phi-2.json", "LayerNorm"),
+        ("microsoft__phi-2.json", "parallel attention/MLP"),
+        ("stabilityai__stablelm-2-1_6b.json", "LayerNorm"),
+        ("allenai__OLMo-1B-hf.json", "LayerNorm"),
+        ("databricks__dbrx-base.json", "fused q/k/v"),
+    ],
+)
+def test_unimplemented_features_are_detected(specs, name, needle):
+    assert any(needle in u for u in specs(name).features.unsupported)
+
+
+@pytest.mark.parametrize("name", ["meta-llama__Llama-3.2-3B.json", "Qwen__Qwen3-0.6B.json", "Qwen__Qwen2-0.5B.json"])
+def test_dense_families_have_no_unimplemented_features(specs, name):
+    assert specs(name).features.unsupported == ()
+
+
+def test_custom_code_is_recorded_not_run(specs):
+    spec = specs("internlm__internlm2_5-7b.json")
+    assert spec.custom_code is True
+    assert spec.auto_map["AutoConfig"] == "configuration_internlm2.InternLM2Config"
+    assert spec.inventory is None and "remote code" in spec.inventory_absent_reason
+    assert spec.kind == "dense"
+
+
+def test_names_and_collisions(specs):
+    spec = specs("Qwen__Qwen3-0.6B.json")
+    assert (spec.module_name, spec.class_prefix, spec.architecture) == ("qwen3", "Qwen3", "Qwen3ForCausalLM")
+    assert spec.name_collision == "qwen3"
+    assert specs("Qwen__Qwen2.5-VL-3B-Instruct.json").module_name == "qwen2_5_vl"
+    renamed = build_spec(
+        load_config("Qwen__Qwen3-0.6B.json"), module_name="my_qwen", existing_models=frozenset({"qwen3"})
+    )
+    assert renamed.module_name == "my_qwen" and renamed.name_collision is None
+    upper = build_spec(load_config("Qwen__Qwen3-0.6B.json"), module_name="llama", existing_models=frozenset({"Llama"}))
+    assert upper.name_collision == "Llama"  # differs only in case
+
+
+@pytest.mark.parametrize("bad", ["class", "My-Model", "1abc", "a/b", "../x", "", "x" * 80, "match"])
+def test_invalid_module_names(bad):
+    with pytest.raises(OnboardError) as info:
+        build_spec(load_config("Qwen__Qwen3-0.6B.json"), module_name=bad, with_inventory=False)
+    assert info.value.code == "invalid-name"
+
+
+@pytest.mark.parametrize(
+    ("patch", "needle"),
+    [
+        ({"hidden_size": -5}, "hidden_size must be at least 1"),
+        ({"num_attention_heads": 14, "num_key_value_heads": 4}, "cannot be shared evenly"),
+        ({"hidden_size": 1000, "num_attention_heads": 3, "num_key_value_heads": 3}, "not divisible"),
+        ({"num_hidden_layers": "28"}, "num_hidden_layers must be an integer"),
+        ({"rms_norm_eps": "small"}, "rms_norm_eps must be a finite number"),
+        ({"tie_word_embeddings": "yes"}, "tie_word_embeddings must be true or false"),
+        ({"rope_scaling": [1, 2]}, "must be an object"),
+        ({"model_type": "Bad Type!"}, "model_type"),
+        ({"model_type": None}, "no model_type"),
+        ({"architectures": ["Bad-NameForCausalLM"]}, "not a Python class name"),
+    ],
+)
+def test_impossible_values_are_reported(patch, needle):
+    cfg = load_config("meta-llama__Llama-2-7b-hf.json")
+    cfg.pop("head_dim", None)
+    cfg.update(patch)
+    with pytest.raises(OnboardError) as info:
+        build_spec(cfg, with_inventory=False)
+    assert needle in str(info.value)
+    assert info.value.where
+
+
+def test_classify_without_inventory_matches_labels():
+    for name in SUPPORTED:
+        spec = build_spec(load_config(name), with_inventory=False)
+        assert (spec.kind, spec.text_backbone) == (LABELS[name]["kind"], LABELS[name]["text_backbone"])
+        assert spec.inventory is None and spec.inventory_absent_reason

@@ -1,0 +1,86 @@
+"""The tiny test config: small, runnable by the reference, and faithful to the real structure."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import LABELS, load_config
+
+from automodel_onboard import reference
+from automodel_onboard.spec import build_spec
+
+WITH_REFERENCE = sorted(
+    n for n, label in LABELS.items() if label["kind"] != "unsupported" and "auto_map" not in load_config(n)
+)
+
+
+def _structure(spec):
+    f = spec.features
+    att = f.attention
+    q_width = att.num_heads * att.head_dim
+    out = {
+        "kind": (spec.kind, spec.text_backbone),
+        "grouping": att.grouping,
+        "q_width_vs_hidden": (q_width > f.hidden_size) - (q_width < f.hidden_size),
+        "bias": (att.qkv_bias, att.o_bias, f.mlp.bias),
+        "qk_norm": att.qk_norm,
+        "sliding": att.sliding_window,
+        "window_set": bool(att.window),
+        "layer_types": att.layer_types,
+        "rope": f.rope.type,
+        "partial_rotary": f.rope.partial_rotary_factor,
+        "tied": f.tie_word_embeddings,
+        "mlp": (f.mlp.activation, f.mlp.gated),
+        "norm": f.norm.type,
+        "unsupported": tuple(u.split(":")[0] for u in f.unsupported),
+    }
+    if f.moe:
+        m = f.moe
+        out["moe"] = (
+            m.top_k < m.num_experts,
+            bool(m.num_shared_experts),
+            m.shared_expert_gate,
+            m.score_func,
+            m.correction_bias,
+            m.norm_topk_prob,
+            bool(m.dense_layers),
+            m.moe_layers > 0,
+        )
+    if f.vision:
+        out["vision"] = (f.vision.model_type, f.vision.projector)
+    return out
+
+
+@pytest.mark.parametrize("name", WITH_REFERENCE)
+def test_tiny_config_is_small_runnable_and_faithful(name):
+    real = build_spec(load_config(name))
+    assert real.params.tiny_total is not None and real.params.tiny_total < 2_000_000
+
+    tiny = build_spec(dict(real.to_dict()["tiny_config"]))
+    assert _structure(tiny) == _structure(real)
+
+    torch.manual_seed(0)
+    model = reference.instantiate_tiny(
+        real.to_dict()["tiny_config"], real.model_type, real.hf["model_class"], device="cpu"
+    )
+    model.eval()
+    ids = torch.randint(0, tiny.features.vocab_size, (2, 12))
+    with torch.no_grad():
+        out = model(input_ids=ids)
+    assert out.logits.shape == (2, 12, tiny.features.vocab_size)
+    assert torch.isfinite(out.logits).all()
+
+
+def test_tiny_sliding_window_is_shorter_than_test_sequences():
+    spec = build_spec(load_config("mistralai__Mistral-Nemo-Base-2407.json") | {"sliding_window": 4096})
+    assert spec.tiny_config["sliding_window"] < 12
+
+
+def test_tiny_keeps_one_layer_of_each_kind():
+    spec = build_spec(load_config("zai-org__GLM-4.5.json"))
+    tiny = build_spec(dict(spec.to_dict()["tiny_config"]))
+    assert tiny.features.moe.dense_layers == (0,) and tiny.features.moe.moe_layers >= 1
+    assert tiny.features.moe.top_k < tiny.features.moe.num_experts
+
+    gemma = build_spec(load_config("google__gemma-3-12b-it.json"))
+    assert set(gemma.tiny_config["text_config"]["layer_types"]) == {"sliding_attention", "full_attention"}
