@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Nothing in the suite may reach the network: the Hub path is exercised through local caches only.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "tests" / "fixtures" / "configs"
@@ -20,3 +27,32 @@ def load_config(name: str) -> dict[str, Any]:
 @pytest.fixture
 def config():
     return load_config
+
+
+def hub_cache(root: Path, repo_id: str, config: dict[str, Any] | str, revision: str = "main") -> Path:
+    """Lay out a real Hugging Face hub cache (refs, blobs, snapshots) holding one repo's config.json."""
+    commit = hashlib.sha1(f"{repo_id}@{revision}".encode()).hexdigest()
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    text = config if isinstance(config, str) else json.dumps(config, indent=2)
+    blob = repo / "blobs" / hashlib.sha256(text.encode()).hexdigest()
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_text(text)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / revision).write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (snapshot / "config.json").symlink_to(os.path.relpath(blob, snapshot))
+    return root
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The installed console entry point in a fresh interpreter (its own environment, its own imports)."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "automodel_onboard.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=600,
+    )
