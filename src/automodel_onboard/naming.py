@@ -31,7 +31,7 @@ class Names:
 
 
 def check_module_name(name: str, *, where: str = "--name") -> str:
-    if not isinstance(name, str) or not MODULE_NAME.match(name):
+    if not isinstance(name, str) or not MODULE_NAME.fullmatch(name):
         raise OnboardError(
             f"module name {name!r} is not a lowercase Python identifier (letters, digits, underscores; 1-63 chars)",
             where=where,
@@ -49,7 +49,7 @@ def check_module_name(name: str, *, where: str = "--name") -> str:
 
 
 def check_architecture(arch: str) -> str:
-    if not CLASS_NAME.match(arch):
+    if not CLASS_NAME.fullmatch(arch):
         raise OnboardError(
             f"architecture {arch[:80]!r} is not a Python class name",
             where="config.json: architectures[0]",
@@ -69,7 +69,7 @@ def check_model_type(model_type: object, where: str = "config.json: model_type")
             fix='add the family identifier the checkpoint was saved with, e.g. "model_type": "llama"',
             code="no-model-type",
         )
-    if not isinstance(model_type, str) or not MODEL_TYPE.match(model_type):
+    if not isinstance(model_type, str) or not MODEL_TYPE.fullmatch(model_type):
         raise OnboardError(
             f"model_type {str(model_type)[:80]!r} is not a valid identifier (lowercase letters, digits, _ . -)",
             where=where,
@@ -98,15 +98,15 @@ def class_prefix_for(architecture: str, module_name: str) -> str:
 
 def org_for(model_id: str | None, name_or_path: object) -> str:
     for candidate in (model_id, name_or_path):
-        if isinstance(candidate, str) and (m := HUB_ID.match(candidate)):
+        if isinstance(candidate, str) and (m := HUB_ID.fullmatch(candidate)):
             org = re.sub(r"[^a-z0-9-]+", "-", m.group(1).lower()).strip("-")
-            if ORG.match(org):
+            if ORG.fullmatch(org):
                 return org
     return "community"
 
 
 def display_name_for(model_id: str | None, class_prefix: str) -> str:
-    if model_id and (m := HUB_ID.match(model_id)):
+    if model_id and (m := HUB_ID.fullmatch(model_id)):
         return m.group(2)
     return class_prefix
 
@@ -143,7 +143,7 @@ def derive_names(
     mtype = check_model_type(model_type)
     module = check_module_name(module_name) if module_name is not None else module_name_for(mtype)
     prefix = class_prefix_for(arch, module)
-    if not CLASS_NAME.match(prefix):
+    if not CLASS_NAME.fullmatch(prefix):
         prefix = "".join(part.capitalize() for part in module.split("_"))
     return Names(
         module_name=module,

@@ -54,7 +54,7 @@ def reference_classes(architecture: str, model_type: str | None) -> ReferenceCla
     if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
         return None
     config_class = CONFIG_MAPPING[model_type].__name__
-    if not IDENTIFIER.match(architecture):
+    if not IDENTIFIER.fullmatch(architecture):
         return ReferenceClasses(config_class, None, f"architecture {architecture!r} is not a class name")
     import transformers
 

@@ -44,7 +44,7 @@ def split_revision(model: str, revision: str | None) -> tuple[str, str | None]:
                 code="invalid-input",
             )
         revision = suffix
-    if revision is not None and revision != "" and not REVISION.match(revision):
+    if revision is not None and revision != "" and not REVISION.fullmatch(revision):
         raise OnboardError(
             f"revision {revision[:80]!r} is not a branch, tag or commit name",
             where="--revision",
@@ -69,7 +69,7 @@ def load_source(model: str, revision: str | None = None) -> ConfigSource:
                 fix="drop --revision, or pass the Hub id",
             )
         return _load_local(path)
-    if model.startswith((".", "/", "~")) or model.endswith(".json") or not HUB_ID.match(model.partition("@")[0]):
+    if model.startswith((".", "/", "~")) or model.endswith(".json") or not HUB_ID.fullmatch(model.partition("@")[0]):
         raise OnboardError(
             f"{model!r} is neither an existing file or folder nor a Hub id of the form org/name",
             where=str(path.absolute()),
