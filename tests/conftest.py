@@ -56,3 +56,31 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         cwd=cwd,
         timeout=600,
     )
+
+
+@pytest.fixture(scope="session")
+def pristine(tmp_path_factory):
+    from automodel_onboard.sandbox import make_sandbox
+
+    return make_sandbox(tmp_path_factory.mktemp("pristine") / "checkout")
+
+
+@pytest.fixture
+def checkout(pristine, tmp_path):
+    """A fresh copy of the scratch checkout (copying is faster than making one)."""
+    dest = tmp_path / "checkout"
+    subprocess.run(["cp", "-a", str(pristine), str(dest)], check=True)
+    return dest
+
+
+def snapshot(root: Path) -> tuple[dict[str, str], str]:
+    """Every file's digest (outside .git) and git's own view of the tree."""
+    files = {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(root).parts
+    }
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    return files, status

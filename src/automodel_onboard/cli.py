@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from automodel_onboard.errors import OnboardError
 
 EXIT_OK = 0
+EXIT_TESTS_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -89,7 +92,6 @@ def summary(spec: dict[str, Any]) -> str:
 
 def cmd_classify(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> int:
     from automodel_onboard.source import load_source
-
     from automodel_onboard.spec import build_spec
 
     source = load_source(args.model, args.revision)
@@ -99,6 +101,88 @@ def cmd_classify(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> int:
         print(json.dumps(data, indent=2), file=out)
     else:
         print(summary(data), file=out)
+    return EXIT_OK
+
+
+def _progress(err_out: TextIO) -> Callable[[str], None]:
+    started = time.perf_counter()
+
+    def report(step: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {step} ...", file=err_out, flush=True)
+
+    return report
+
+
+def report_text(report: Any) -> str:
+    """What ``new`` did and what to do next, in the order a user acts on it."""
+    spec, answers, rendered = report.spec, report.answers, report.rendered
+    dest = report.destination.root
+    lines = [
+        f"onboarded {spec['architecture']} as nemo_automodel.components.models.{answers.module_name} "
+        f"({answers.kind} template; the spec says {spec['kind']})",
+        "  files written:",
+        *[f"    {path}" for path in rendered.files],
+        "  registry.py lines added:",
+        *([f"    {line}" for line in rendered.registry_lines] or ["    (none: already registered)"]),
+    ]
+    lines += [f"  warning: {w}" for w in report.warnings]
+    result = report.verification
+    if result is None:
+        lines.append("  generated tests: not run (--no-verify)")
+        next_step = f"cd {dest} && python -m pytest {verify_dir(answers.module_name)}"
+    else:
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(result.counts().items())) or "no tests collected"
+        lines.append(f"  generated tests: {'PASSED' if result.passed else 'FAILED'} ({counts})")
+        lines += [
+            f"    {v.outcome:<7} {v.name}" + (f": {v.message[:160]}" if v.outcome != "passed" else "")
+            for v in result.verdicts
+        ]
+        if result.max_logit_diff is not None:
+            lines.append(f"  max logit difference vs the transformers reference: {result.max_logit_diff:.3e}")
+        if result.first_diverging:
+            lines.append(f"  first diverging layer: {result.first_diverging}")
+        if not result.verdicts:
+            lines.append("    " + "\n    ".join(result.output.strip().splitlines()[-15:]))
+        next_step = (
+            f"commit the new files in {dest}, then fine-tune with the recipe under examples/"
+            if result.passed
+            else f"cd {dest} && python -m pytest {verify_dir(answers.module_name)} -x  # and fix the first failure"
+        )
+    lines.append(f"  next: {next_step}")
+    return "\n".join(lines)
+
+
+def verify_dir(module_name: str) -> str:
+    return f"tests/unit_tests/models/{module_name}"
+
+
+def cmd_new(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> int:
+    from automodel_onboard.onboard import Request, new
+
+    request = Request(
+        model=args.model,
+        dest=Path(args.dest),
+        name=args.name,
+        kind=args.kind,
+        revision=args.revision,
+        dataset=args.dataset,
+        replace=args.replace,
+        allow_unsupported=args.allow_unsupported,
+        verify=not args.no_verify,
+    )
+    report = new(request, progress=_progress(err_out))
+    print(report_text(report), file=out)
+    if report.verification is not None and not report.verification.passed:
+        return EXIT_TESTS_FAILED
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> int:
+    from automodel_onboard.sandbox import make_sandbox
+
+    path = make_sandbox(Path(args.dir))
+    print(f"made a scratch NeMo AutoModel checkout in {path}", file=out)
+    print(f"  next: automodel-onboard new MODEL --dest {path}", file=out)
     return EXIT_OK
 
 
@@ -119,6 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the reference inventory (no torch/transformers import; faster, less complete)",
     )
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("new", help="onboard a model into a NeMo AutoModel checkout and run its generated tests")
+    p.add_argument("model", help="Hub id (org/name[@revision]), a config.json, or a checkpoint folder")
+    p.add_argument("--dest", required=True, help="root of the NeMo AutoModel checkout")
+    p.add_argument("--name", help="module name (default: derived from model_type)")
+    p.add_argument("--kind", choices=("dense", "moe", "vlm"), help="template to render (default: the spec's kind)")
+    p.add_argument("--revision", help="Hub branch, tag or commit")
+    p.add_argument("--dataset", help="dataset of the example recipe")
+    p.add_argument("--replace", action="store_true", help="re-point an architecture NeMo already registers")
+    p.add_argument(
+        "--allow-unsupported", action="store_true", help="render even with features the template does not implement"
+    )
+    p.add_argument("--no-verify", action="store_true", help="do not run the generated tests")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("sandbox", help="make a scratch NeMo AutoModel checkout from the installed package")
+    p.add_argument("dir", help="folder to create (must be empty or absent)")
+    p.set_defaults(func=cmd_sandbox)
     return parser
 
 

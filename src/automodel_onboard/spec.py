@@ -58,9 +58,16 @@ class ArchSpec:
     params: Params
     name_collision: str | None
     version: int = SPEC_VERSION
+    layout: Any = None  # layout.DenseLayout | None: the template-facing decisions (None without an inventory)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
+
+    def renamed(self, module_name: str, existing: frozenset[str] | None = None) -> ArchSpec:
+        """The same spec under another module name (validated, collision re-checked)."""
+        name = naming.check_module_name(module_name)
+        taken = naming.existing_model_folders() if existing is None else existing
+        return dataclasses.replace(self, module_name=name, name_collision=naming.collision_of(name, taken))
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -172,7 +179,7 @@ def build_spec(
         model = reference.instantiate_tiny(tiny, names.model_type, classes.model_class)
         tiny_total = sum(p.numel() for p in model.parameters())
 
-    return ArchSpec(
+    spec = ArchSpec(
         kind=verdict.kind,
         text_backbone=verdict.text_backbone,
         reasons=verdict.reasons,
@@ -203,6 +210,9 @@ def build_spec(
         ),
         name_collision=names.collision,
     )
+    from automodel_onboard import layout
+
+    return dataclasses.replace(spec, layout=layout.dense_layout(spec.to_dict()))
 
 
 def _require_sizes(feats: features_mod.Features, where: str, prefix: str) -> None:

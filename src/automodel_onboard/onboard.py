@@ -1,0 +1,135 @@
+"""``automodel-onboard new``: source -> spec -> checks -> render + register -> verify, with a report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automodel_onboard import layout, preflight, render, verify
+from automodel_onboard.errors import OnboardError
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Request:
+    model: str
+    dest: Path
+    name: str | None = None
+    kind: str | None = None
+    revision: str | None = None
+    dataset: str | None = None
+    replace: bool = False
+    allow_unsupported: bool = False
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class Report:
+    spec: dict[str, Any]
+    answers: render.Answers
+    destination: preflight.Destination
+    rendered: render.Rendered
+    verification: verify.Verification | None
+    warnings: tuple[str, ...]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def model_argument(model: str) -> str:
+    """Local paths are recorded absolute, so ``copier update`` finds them from any working directory."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+def new(request: Request, progress: Progress = _quiet) -> Report:
+    """Onboard one model; raises OnboardError (destination untouched) on any refusal or failure."""
+    from automodel_onboard.source import load_source
+    from automodel_onboard.spec import build_spec
+
+    dest = request.dest.resolve()
+    preflight.require_checkout(dest)
+    recovered = render.recover(dest)
+    progress("reading the config and the reference inventory")
+    source = load_source(request.model, request.revision)
+    spec_obj = build_spec(source, existing_models=frozenset())
+    if request.name:
+        spec_obj = spec_obj.renamed(request.name, existing=frozenset())
+    spec = spec_obj.to_dict()
+    warnings = list(_refusals(spec, request))
+    if recovered:
+        warnings.insert(0, "an earlier onboarding in this checkout was interrupted; its partial files were removed")
+    answers = render.answers_for(
+        spec,
+        model_argument(request.model),
+        kind=request.kind,
+        revision=source.revision,
+        module_name=request.name,
+        dataset=request.dataset,
+        replace=request.replace,
+    )
+    destination = preflight.check_destination(
+        dest,
+        spec,
+        module_name=answers.module_name,
+        dataset=answers.dataset,
+        symbols=layout.REQUIRED_SYMBOLS.get(answers.kind, ()),
+        replace=request.replace,
+    )
+    if destination.dirty:
+        warnings.append(
+            f"the destination has uncommitted changes ({', '.join(destination.dirty[:10])}"
+            + (", ..." if len(destination.dirty) > 10 else "")
+            + "); the onboarding touches none of them but registry.py"
+        )
+    if destination.replaces:
+        module, cls = destination.replaces
+        warnings.append(f"{spec['architecture']} is re-pointed from {module}.{cls}; that module stays untouched")
+    rendered = render.render(dest, answers, spec, progress=progress)
+    verification = None
+    if request.verify:
+        progress(f"running the generated tests in {verify.test_dir(answers.module_name)}")
+        verification = verify.run_generated_tests(dest, answers.module_name)
+    return Report(spec, answers, destination, rendered, verification, tuple(warnings))
+
+
+def _refusals(spec: dict[str, Any], request: Request) -> list[str]:
+    """Refuse what the templates cannot verify; return the warnings for what is rendered anyway."""
+    warnings = []
+    if request.kind and request.kind != spec["kind"]:
+        warnings.append(
+            f"rendering the {request.kind} template although the config classifies as {spec['kind']}: "
+            "the generated parity tests are expected to fail"
+        )
+    if spec["kind"] not in layout.REQUIRED_SYMBOLS and (request.kind or spec["kind"]) not in layout.REQUIRED_SYMBOLS:
+        raise OnboardError(
+            f"the {spec['kind']} template is not available yet",
+            where="--kind",
+            fix=f"templates available: {', '.join(sorted(layout.REQUIRED_SYMBOLS))}",
+            code="no-template",
+        )
+    unsupported = spec["features"]["unsupported"]
+    if unsupported:
+        if not request.allow_unsupported:
+            raise OnboardError(
+                "the config uses features the template does not implement: " + "; ".join(unsupported),
+                where="config.json",
+                fix="pass --allow-unsupported to render anyway (the parity tests are then expected to fail and "
+                "name the first diverging layer), or extend the template",
+                code="unsupported-features",
+            )
+        warnings.append("rendered with unimplemented features; the parity tests are expected to fail")
+    if spec["hf"] is None:
+        raise OnboardError(
+            f"{spec['architecture']} has no transformers implementation: its only reference is remote code "
+            "(auto_map), which this tool never runs, so the generated parity tests would have nothing to compare with",
+            where="config.json: auto_map" if spec["custom_code"] else "config.json: model_type",
+            fix="onboard a model whose architecture transformers implements, or port the reference into transformers "
+            "first",
+            code="remote-code",
+        )
+    return warnings

@@ -1,0 +1,193 @@
+"""End to end: render the dense template for real and synthetic configs and run the generated tests.
+
+Each onboarding goes into a scratch NeMo AutoModel checkout (the installed package in a fresh git repository).
+Models with different architectures share a checkout and one pytest run, since every run pays the torch and
+transformers imports; the generated suites must pass in full, and the rendered tree must be ruff clean.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, load_config
+
+from automodel_onboard.layout import REQUIRED_SYMBOLS
+
+copier = pytest.importorskip("copier")
+
+RUFF = [sys.executable, "-m", "ruff"]
+RUFF_RULES = ["--line-length", "120", "--select", "E,F,W,I,B,UP"]
+
+
+def _variant(base: str, architecture: str, **changes) -> dict:
+    config = copy.deepcopy(load_config(base))
+    config.update(changes, architectures=[architecture])
+    return config
+
+
+# (module name, config) per checkout: architectures are unique within one checkout, as the registry maps each once.
+CHECKOUTS: dict[str, tuple[tuple[str, dict], ...]] = {
+    "a": (
+        ("qwen2_gen", load_config("Qwen__Qwen2-0.5B.json")),
+        ("qwen3_gen", load_config("Qwen__Qwen3-0.6B.json")),
+        ("llama2_gen", load_config("meta-llama__Llama-2-7b-hf.json")),
+        ("mistral_nemo_gen", load_config("mistralai__Mistral-Nemo-Base-2407.json")),
+        # Biases switched on by the config flags, tied embeddings.
+        (
+            "llama_bias_gen",
+            _variant(
+                "meta-llama__Llama-2-7b-hf.json",
+                "LlamaBiasForCausalLM",
+                attention_bias=True,
+                mlp_bias=True,
+                tie_word_embeddings=True,
+            ),
+        ),
+        # One sliding window on every layer (the tiny config shrinks it below the test sequence length).
+        (
+            "mistral_window_gen",
+            _variant("mistralai__Mistral-Nemo-Base-2407.json", "MistralWindowForCausalLM", sliding_window=4096),
+        ),
+    ),
+    "b": (
+        ("llama3_gen", load_config("meta-llama__Llama-3.2-3B.json")),
+        # Sliding and full attention layers mixed through layer_types.
+        (
+            "qwen2_mixed_gen",
+            _variant(
+                "Qwen__Qwen2-0.5B.json",
+                "Qwen2MixedForCausalLM",
+                use_sliding_window=True,
+                sliding_window=4096,
+                layer_types=["sliding_attention", "full_attention"] * 12,
+            ),
+        ),
+        # Linear RoPE scaling with a single key/value head (MQA).
+        (
+            "llama_linear_gen",
+            _variant(
+                "meta-llama__Llama-2-7b-hf.json",
+                "LlamaLinearForCausalLM",
+                num_key_value_heads=1,
+                rope_scaling={"rope_type": "linear", "factor": 2.0},
+            ),
+        ),
+        # Dynamic NTK RoPE and an explicit head_dim that differs from hidden_size / heads.
+        (
+            "llama_dynamic_gen",
+            _variant(
+                "meta-llama__Llama-2-7b-hf.json",
+                "LlamaDynamicForCausalLM",
+                head_dim=64,
+                rope_scaling={"rope_type": "dynamic", "factor": 2.0},
+            ),
+        ),
+        # YaRN RoPE, grouped-query attention.
+        (
+            "llama_yarn_gen",
+            _variant(
+                "meta-llama__Llama-2-7b-hf.json",
+                "LlamaYarnForCausalLM",
+                num_key_value_heads=8,
+                max_position_embeddings=16384,
+                rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096},
+            ),
+        ),
+    ),
+}
+
+
+def make_checkout(dest: Path) -> Path:
+    from automodel_onboard.sandbox import make_sandbox
+
+    return make_sandbox(dest)
+
+
+def render(dest: Path, config_path: Path, module_name: str) -> None:
+    copier.run_copy(
+        str(ROOT),
+        str(dest),
+        data={"model": str(config_path), "module_name": module_name, "replace": True},
+        defaults=True,
+        unsafe=True,
+        quiet=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def checkouts(tmp_path_factory) -> dict[str, Path]:
+    """Every checkout, rendered (registry patched by the Copier task)."""
+    made = {}
+    for key, models in CHECKOUTS.items():
+        dest = make_checkout(tmp_path_factory.mktemp(f"checkout_{key}") / "automodel")
+        configs = tmp_path_factory.mktemp(f"configs_{key}")
+        for module_name, config in models:
+            path = configs / f"{module_name}.json"
+            path.write_text(json.dumps(config))
+            render(dest, path, module_name)
+        made[key] = dest
+    return made
+
+
+def test_generated_suites_pass(checkouts, tmp_path):
+    """All generated tests pass; the checkouts run in parallel, one pytest process each."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    runs = {}
+    for key, dest in checkouts.items():
+        report = tmp_path / key
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit_tests/models"]
+        run_env = {**env, "PYTHONPATH": str(dest), "AUTOMODEL_ONBOARD_REPORT_DIR": str(report)}
+        runs[key] = subprocess.Popen(cmd, cwd=dest, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    outputs = {key: proc.communicate(timeout=900)[0].decode() for key, proc in runs.items()}
+    for key, proc in runs.items():
+        assert proc.returncode == 0, f"checkout {key}:\n{outputs[key][-8000:]}"
+        assert " failed" not in outputs[key] and " passed" in outputs[key], outputs[key][-2000:]
+    worst: dict[str, float] = {}
+    for entry in tmp_path.glob("*/*__max_logit_diff__*.json"):
+        data = json.loads(entry.read_text())
+        worst[data["module"]] = max(worst.get(data["module"], 0.0), data["value"])
+    expected = {name for models in CHECKOUTS.values() for name, _ in models}
+    assert set(worst) == expected
+    print("max logit diff per model:", json.dumps(worst, sort_keys=True))
+
+
+def test_rendered_tree_is_ruff_clean(checkouts):
+    for key, dest in checkouts.items():
+        targets = [str(d) for name, _ in CHECKOUTS[key] for d in _generated_dirs(dest, name)]
+        check = subprocess.run([*RUFF, "check", *RUFF_RULES, *targets], capture_output=True, text=True, cwd=dest)
+        assert check.returncode == 0, check.stdout + check.stderr
+        fmt = [*RUFF, "format", "--check", "--line-length", "120", *targets]
+        formatted = subprocess.run(fmt, capture_output=True, text=True, cwd=dest)
+        assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
+def _generated_dirs(dest: Path, module_name: str) -> list[Path]:
+    return [
+        dest / "nemo_automodel" / "components" / "models" / module_name,
+        dest / "tests" / "unit_tests" / "models" / module_name,
+    ]
+
+
+def test_nemo_imports_are_declared(checkouts):
+    """Every ``from nemo_automodel... import X`` in the rendered files is in REQUIRED_SYMBOLS["dense"], and back."""
+    declared = set(REQUIRED_SYMBOLS["dense"])
+    used: set[tuple[str, str]] = set()
+    for key, dest in checkouts.items():
+        for module_name, _ in CHECKOUTS[key]:
+            own = f"nemo_automodel.components.models.{module_name}"
+            for folder in _generated_dirs(dest, module_name):
+                for path in folder.rglob("*.py"):
+                    for node in ast.walk(ast.parse(path.read_text())):
+                        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nemo_automodel"):
+                            if node.module == own or node.module.startswith(own + "."):
+                                continue
+                            used.update((node.module, alias.name) for alias in node.names)
+    assert used <= declared, f"imported but not declared: {sorted(used - declared)}"
+    assert declared <= used, f"declared but never imported: {sorted(declared - used)}"

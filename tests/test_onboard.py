@@ -1,0 +1,209 @@
+"""Destination checks and the all-or-nothing render: refusals leave the checkout byte-identical."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import CONFIGS, ROOT, snapshot
+
+from automodel_onboard import layout, onboard, preflight, render
+from automodel_onboard.cli import main
+from automodel_onboard.errors import OnboardError
+
+QWEN3 = ROOT / "examples" / "configs" / "Qwen3-0.6B.json"
+
+
+def _request(dest: Path, **kwargs) -> onboard.Request:
+    return onboard.Request(model=str(QWEN3), dest=dest, **{"name": "qwen3_gen", "verify": False, **kwargs})
+
+
+def test_not_a_checkout_is_refused(tmp_path):
+    with pytest.raises(OnboardError) as info:
+        onboard.new(_request(tmp_path))
+    assert info.value.code == "not-a-checkout"
+    assert "automodel-onboard sandbox" in info.value.fix
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_already_registered_architecture_names_the_existing_module(checkout):
+    before = snapshot(checkout)
+    with pytest.raises(OnboardError) as info:
+        onboard.new(_request(checkout))
+    assert info.value.code == "already-registered"
+    assert "nemo_automodel.components.models.qwen3.model.Qwen3ForCausalLM" in info.value.what
+    assert "--replace" in info.value.fix
+    assert snapshot(checkout) == before
+
+
+@pytest.mark.parametrize(("name", "clash"), [("qwen3", "qwen3"), ("Qwen3", None), ("llama", "llama")])
+def test_existing_model_folder_is_refused(checkout, name, clash):
+    before = snapshot(checkout)
+    with pytest.raises(OnboardError) as info:
+        onboard.new(_request(checkout, name=name, replace=True))
+    if clash is None:  # not a valid module name at all
+        assert info.value.code == "invalid-name"
+    else:
+        assert info.value.code == "model-exists"
+        assert f"automodel-onboard update --dest {checkout} --name {clash}" in info.value.fix
+    assert snapshot(checkout) == before
+
+
+def test_case_only_difference_is_a_collision(checkout):
+    folder = checkout / preflight.MODELS / "Toy_Model"
+    folder.mkdir()
+    spec = {"kind": "dense", "org": "qwen", "architecture": "ToyForCausalLM"}
+    with pytest.raises(OnboardError, match="differs from 'toy_model' only in case"):
+        preflight.check_destination(checkout, spec, module_name="toy_model", dataset="hellaswag", symbols=())
+
+
+def test_missing_symbols_are_named_before_anything_is_written(checkout):
+    common = checkout / "nemo_automodel" / "components" / "models" / "common" / "__init__.py"
+    common.write_text(common.read_text().replace("    initialize_rms_norm_module,\n", ""))
+    subprocess.run(["git", "commit", "-qam", "older API"], cwd=checkout, check=True)
+    before = snapshot(checkout)
+    with pytest.raises(OnboardError) as info:
+        onboard.new(_request(checkout, replace=True))
+    assert info.value.code == "missing-symbols"
+    assert "nemo_automodel.components.models.common.initialize_rms_norm_module" in info.value.what
+    assert snapshot(checkout) == before
+
+
+def test_the_dense_symbol_table_matches_the_installed_package():
+    import importlib.util
+
+    site = Path(importlib.util.find_spec("nemo_automodel").origin).parents[1]
+    assert preflight.missing_symbols(site, layout.REQUIRED_SYMBOLS["dense"]) == []
+
+
+def test_unimplemented_features_are_refused_with_the_list(checkout):
+    with pytest.raises(OnboardError) as info:
+        onboard.new(onboard.Request(model=str(CONFIGS / "microsoft__phi-2.json"), dest=checkout, verify=False))
+    assert info.value.code == "unsupported-features"
+    assert "partial rotary embeddings" in info.value.what
+    assert "--allow-unsupported" in info.value.fix
+
+
+def test_remote_code_only_models_are_refused(checkout):
+    before = snapshot(checkout)
+    with pytest.raises(OnboardError) as info:
+        onboard.new(onboard.Request(model=str(CONFIGS / "internlm__internlm2_5-7b.json"), dest=checkout))
+    assert info.value.code == "remote-code"
+    assert snapshot(checkout) == before
+
+
+def test_dirty_work_tree_is_reported_before_rendering(checkout):
+    (checkout / "notes.txt").write_text("mine")
+    spec = {"kind": "dense", "org": "qwen", "architecture": "ToyForCausalLM"}
+    found = preflight.check_destination(checkout, spec, module_name="toy", dataset="hellaswag", symbols=())
+    assert found.dirty == ("notes.txt",)
+
+
+def test_failure_while_installing_rolls_back(checkout, monkeypatch):
+    before = snapshot(checkout)
+    real_copy = render._atomic_copy
+    calls = []
+
+    def failing_copy(source, target):
+        calls.append(target)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        real_copy(source, target)
+
+    monkeypatch.setattr(render, "_atomic_copy", failing_copy)
+    with pytest.raises(OSError, match="disk full"):
+        onboard.new(_request(checkout, replace=True))
+    assert len(calls) == 3
+    assert snapshot(checkout) == before
+
+
+def test_failing_registry_task_writes_nothing(checkout, monkeypatch):
+    """The registry task refuses in the staging copy (a conflict the checks were told to overlook): nothing lands."""
+    real_check = preflight.check_destination
+    monkeypatch.setattr(
+        onboard.preflight, "check_destination", lambda *a, **k: real_check(*a, **{**k, "replace": True})
+    )
+    before = snapshot(checkout)
+    with pytest.raises(OnboardError) as info:
+        onboard.new(_request(checkout, replace=False))
+    assert info.value.code == "render-failed"
+    assert snapshot(checkout) == before
+
+
+def test_new_renders_registers_and_reports(checkout):
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["new", str(QWEN3), "--dest", str(checkout), "--name", "qwen3_gen", "--replace", "--no-verify"],
+        out=out,
+        err_out=err,
+    )
+    text = out.getvalue()
+    assert code == 0, err.getvalue()
+    assert "nemo_automodel/components/models/qwen3_gen/model.py" in text
+    assert '("nemo_automodel.components.models.qwen3_gen.model", "Qwen3ForCausalLM"),' in text
+    assert "re-pointed from nemo_automodel.components.models.qwen3.model.Qwen3ForCausalLM" in text
+    assert "rendering the templates" in err.getvalue()
+    files, status = snapshot(checkout)
+    changed = {line[3:] for line in status.splitlines()}
+    assert changed == {
+        "nemo_automodel/_transformers/registry.py",
+        *(p for p in files if "qwen3_gen" in p),
+    }
+    answers = (checkout / preflight.MODELS / "qwen3_gen" / ".copier-answers.yml").read_text()
+    assert f"model: {QWEN3}" in answers and "replace: true" in answers
+
+
+def test_answers_default_from_the_spec():
+    spec = {"kind": "moe", "module_name": "qwen3_moe"}
+    answers = render.answers_for(spec, "Qwen/Qwen3-30B-A3B")
+    assert (answers.module_name, answers.kind, answers.dataset, answers.replace) == (
+        "qwen3_moe",
+        "moe",
+        "hellaswag",
+        False,
+    )
+
+
+KILL_AFTER = """
+import os, signal, sys
+from pathlib import Path
+from automodel_onboard import render
+from automodel_onboard.cli import main
+
+calls = []
+real = render._atomic_copy
+
+def dying_copy(source, target):
+    calls.append(target)
+    at = sys.argv[1]
+    if (target.name == "registry.py") if at == "registry" else len(calls) == int(at):
+        Path(target.parent, "." + target.name + ".half.tmp").write_bytes(source.read_bytes()[:10])
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(source, target)
+
+render._atomic_copy = dying_copy
+main(["new", sys.argv[2], "--dest", sys.argv[3], "--name", "qwen3_gen", "--replace", "--no-verify"])
+"""
+
+
+@pytest.mark.parametrize("kill_at", ["1", "4", "registry"])
+def test_killed_between_writes_is_rolled_back_by_the_next_run(checkout, tmp_path, kill_at):
+    import os
+    import sys
+
+    before = snapshot(checkout)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER, kill_at, str(QWEN3), str(checkout)], env=env, capture_output=True, text=True
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert snapshot(checkout) != before, "the kill left partial files behind"
+    os.environ["XDG_CACHE_HOME"] = env["XDG_CACHE_HOME"]
+    try:
+        assert render.recover(checkout)
+        assert not render.recover(checkout), "the journal is gone once rolled back"
+    finally:
+        del os.environ["XDG_CACHE_HOME"]
+    assert snapshot(checkout) == before

@@ -1,0 +1,224 @@
+"""Regeneration with ``copier update``: template changes merge with user edits, conflicts are reported, migrations
+run when their version is crossed, and the registry keeps exactly one entry."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CONFIGS, ROOT
+
+from automodel_onboard import copier_ext, preflight, render, update, verify
+from automodel_onboard.errors import OnboardError
+from automodel_onboard.migrations import tied_weights
+from automodel_onboard.sandbox import make_sandbox
+
+NAME = "qwen3_gen"
+MODEL = CONFIGS / "Qwen__Qwen3-0.6B.json"
+MODEL_TEMPLATE = Path(
+    "templates", "dense", "nemo_automodel", "components", "models", "{{ module_name }}", "model.py.jinja"
+)
+MODEL_FILE = preflight.MODELS / NAME / "model.py"
+ANSWERS = preflight.MODELS / NAME / ".copier-answers.yml"
+OLD_TIE_IMPORT = "from nemo_automodel.components.models.common.tie_word_embeddings import TieSupport"
+NEW_TIE_IMPORT = "from nemo_automodel.shared.tied_weights import TieSupport"
+USER_FUNCTION = "\n\ndef user_helper() -> int:\n    return 42\n"
+IDENTITY = ("-c", "user.name=automodel-onboard tests", "-c", "user.email=tests@automodel-onboard.invalid")
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *IDENTITY, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def commit_all(cwd: Path, message: str) -> None:
+    git(cwd, "add", "-A")
+    git(cwd, "commit", "-q", "--no-verify", "-m", message)
+
+
+def release(template: Path, version: str, edit) -> None:
+    """Change the template repository with ``edit(text) -> text`` on model.py.jinja, commit and tag ``version``."""
+    path = template / MODEL_TEMPLATE
+    path.write_text(edit(path.read_text()))
+    commit_all(template, f"template {version}")
+    git(template, "tag", version)
+
+
+def first_docstring_line(text: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith('"""'))
+
+
+def add_after_docstring_line(addition: str):
+    return lambda text: text.replace(first_docstring_line(text), first_docstring_line(text) + "\n" + addition, 1)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(root).parts
+    }
+
+
+@pytest.fixture(scope="module")
+def template_repo(tmp_path_factory) -> Path:
+    """This project's copier.yml and templates as a template repository tagged v0.1.0."""
+    repo = tmp_path_factory.mktemp("template") / "repo"
+    repo.mkdir()
+    shutil.copy2(ROOT / "copier.yml", repo / "copier.yml")
+    shutil.copytree(ROOT / "templates", repo / "templates", ignore=shutil.ignore_patterns("__pycache__"))
+    git(repo, "-c", "init.defaultBranch=main", "init", "-q")
+    commit_all(repo, "template v0.1.0")
+    git(repo, "tag", "v0.1.0")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def onboarded(template_repo, tmp_path_factory) -> Path:
+    """A scratch checkout with Qwen3 onboarded from v0.1.0 as qwen3_gen (re-pointing the registry), committed."""
+    dest = make_sandbox(tmp_path_factory.mktemp("onboarded") / "checkout")
+    spec = copier_ext.spec_dict(str(MODEL), "", NAME)
+    answers = render.answers_for(spec, str(MODEL), module_name=NAME, replace=True)
+    render.render(dest, answers, spec, template=template_repo)
+    commit_all(dest, "onboard qwen3_gen")
+    return dest
+
+
+@pytest.fixture
+def project(onboarded, template_repo, tmp_path) -> tuple[Path, Path]:
+    """Fresh copies of the onboarded checkout and of the template repository, for one test to change."""
+    checkout, template = tmp_path / "checkout", tmp_path / "template"
+    subprocess.run(["cp", "-a", str(onboarded), str(checkout)], check=True)
+    subprocess.run(["cp", "-a", str(template_repo), str(template)], check=True)
+    return checkout, template
+
+
+def test_template_change_and_user_edit_both_survive(project):
+    checkout, template = project
+    model = checkout / MODEL_FILE
+    model.write_text(model.read_text() + USER_FUNCTION)
+    commit_all(checkout, "user edit")
+    registry_before = preflight.registry_path(checkout).read_bytes()
+    release(template, "v0.2.0", add_after_docstring_line("Regenerated from template v0.2.0."))
+
+    report = update.update(checkout, [NAME], template=template)
+
+    (result,) = report.models
+    text = model.read_text()
+    assert "\nRegenerated from template v0.2.0.\n" in text
+    assert text.endswith(USER_FUNCTION)
+    assert (result.old_commit, result.new_commit) == ("v0.1.0", "v0.2.0")
+    assert yaml.safe_load((checkout / ANSWERS).read_text())["_commit"] == "v0.2.0"
+    assert str(MODEL_FILE) in result.files_changed and str(ANSWERS) in result.files_changed
+    assert result.conflicts == () and report.ok
+    assert (result.registry_entries, result.registry_text_entries) == (1, 1)
+    assert preflight.registry_path(checkout).read_bytes() == registry_before
+    verification = verify.run_generated_tests(checkout, NAME)
+    assert verification.verdicts and verification.passed, verification.output[-3000:]
+
+
+def test_conflicting_edit_is_reported_with_inline_markers(project):
+    checkout, template = project
+    model = checkout / MODEL_FILE
+    line = first_docstring_line(model.read_text())
+    model.write_text(model.read_text().replace(line, line + " Edited by the user.", 1))
+    commit_all(checkout, "user edit on the docstring's first line")
+    release(template, "v0.2.0", lambda t: t.replace(first_docstring_line(t), first_docstring_line(t) + " (v0.2.0)", 1))
+    before = snapshot(checkout)
+
+    report = update.update(checkout, [NAME], template=template)
+
+    (result,) = report.models
+    assert result.conflicts == (str(MODEL_FILE),)
+    assert not report.ok
+    text = model.read_text()
+    assert "<<<<<<< before updating" in text and ">>>>>>> after updating" in text
+    assert line + " Edited by the user." in text and line + " (v0.2.0)" in text
+    after = snapshot(checkout)
+    changed = {path for path in after if after[path] != before.get(path)} | (before.keys() - after.keys())
+    assert changed == {str(MODEL_FILE), str(ANSWERS)}
+    assert "CONFLICT " + str(MODEL_FILE) in update.report_text(report)
+
+
+def test_migration_runs_when_its_version_is_crossed(project):
+    checkout, template = project
+    user_test = checkout / "tests" / "unit_tests" / "models" / NAME / "test_user.py"
+    user_test.parent.mkdir(parents=True, exist_ok=True)
+    user_code = f"{OLD_TIE_IMPORT}\n\n\ndef test_user_policy():\n    assert TieSupport.BOTH.value == 'both'\n"
+    user_test.write_text(user_code)
+    commit_all(checkout, "user test importing TieSupport from its old home")
+    release(template, tied_weights.VERSION, add_after_docstring_line("Template v0.2.0."))
+    release(template, "v0.3.0", add_after_docstring_line("Template v0.3.0."))
+
+    update.update(checkout, [NAME], template=template, vcs_ref=tied_weights.VERSION)
+
+    assert user_test.read_text() == user_code.replace(OLD_TIE_IMPORT, NEW_TIE_IMPORT)
+    for path in tied_weights.model_files(checkout, NAME):
+        assert OLD_TIE_IMPORT not in path.read_text(), path
+    commit_all(checkout, "after v0.2.0")
+    later = checkout / "tests" / "unit_tests" / "models" / NAME / "test_later.py"
+    later.write_text(user_code)
+    commit_all(checkout, "another user test with the old import")
+
+    update.update(checkout, [NAME], template=template)  # v0.2.0 -> v0.3.0 does not cross the migration
+
+    assert yaml.safe_load((checkout / ANSWERS).read_text())["_commit"] == "v0.3.0"
+    assert later.read_text() == user_code
+    assert "Template v0.3.0." in (checkout / MODEL_FILE).read_text()
+
+
+def test_dirty_destination_is_refused(project):
+    checkout, template = project
+    release(template, "v0.2.0", add_after_docstring_line("Regenerated from template v0.2.0."))
+    (checkout / "notes.txt").write_text("uncommitted")
+    before = snapshot(checkout)
+    with pytest.raises(OnboardError) as info:
+        update.update(checkout, [NAME], template=template)
+    assert info.value.code == "dirty-destination"
+    assert "notes.txt" in info.value.what
+    assert "commit or stash" in info.value.fix
+    assert snapshot(checkout) == before
+
+
+def test_unknown_model_names_the_onboarded_ones(project):
+    checkout, _ = project
+    with pytest.raises(OnboardError) as info:
+        update.update(checkout, ["llama"])
+    assert info.value.code == "not-onboarded"
+    assert NAME in info.value.fix
+
+
+def test_the_command_line_takes_a_name_or_all():
+    parser = argparse.ArgumentParser()
+    update.add_update_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["update", "--dest", "d", "--name", "a", "--name", "b", "--vcs-ref", "v0.2.0"])
+    assert (args.name, args.all, args.vcs_ref, args.func) == (["a", "b"], False, "v0.2.0", update.cmd_update)
+    assert parser.parse_args(["update", "--dest", "d", "--all"]).all
+    with pytest.raises(SystemExit):
+        parser.parse_args(["update", "--dest", "d", "--all", "--name", "a"])
+
+
+def test_copier_yml_runs_the_migration_at_its_version():
+    config = yaml.safe_load((ROOT / "copier.yml").read_text())
+    (migration,) = [m for m in config["_migrations"] if "automodel_onboard.migrations.tied_weights" in m["command"]]
+    assert migration["version"] == tied_weights.VERSION
+    assert "'after'" in migration["when"]
+
+
+def test_registry_text_count_sees_a_repeated_key(tmp_path):
+    registry = tmp_path / "registry.py"
+    registry.write_text(
+        "from collections import OrderedDict\n\n"
+        "MODEL_ARCH_MAPPING = OrderedDict(\n    [\n"
+        '        ("ToyForCausalLM", ("a.model", "ToyForCausalLM")),\n'
+        '        ("OtherForCausalLM", ("b.model", "ToyForCausalLM")),\n'
+        '        (\n            "ToyForCausalLM",\n            ("c.model", "ToyForCausalLM"),\n        ),\n'
+        "    ]\n)\n"
+    )
+    assert update.registry_counts(registry, "ToyForCausalLM") == (1, 2)
+    assert update.registry_counts(registry, "OtherForCausalLM") == (1, 1)
+    assert update.registry_counts(registry, "MissingForCausalLM") == (0, 0)
