@@ -15,7 +15,7 @@ from conftest import CONFIGS, ROOT
 
 from automodel_onboard import copier_ext, preflight, render, update, verify
 from automodel_onboard.errors import OnboardError
-from automodel_onboard.migrations import tied_weights
+from automodel_onboard.migrations import imports, tied_weights
 from automodel_onboard.sandbox import make_sandbox
 
 NAME = "qwen3_gen"
@@ -97,6 +97,7 @@ def project(onboarded, template_repo, tmp_path) -> tuple[Path, Path]:
     return checkout, template
 
 
+@pytest.mark.slow
 def test_template_change_and_user_edit_both_survive(project):
     checkout, template = project
     model = checkout / MODEL_FILE
@@ -121,6 +122,7 @@ def test_template_change_and_user_edit_both_survive(project):
     assert verification.verdicts and verification.passed, verification.output[-3000:]
 
 
+@pytest.mark.slow
 def test_conflicting_edit_is_reported_with_inline_markers(project):
     checkout, template = project
     model = checkout / MODEL_FILE
@@ -144,6 +146,7 @@ def test_conflicting_edit_is_reported_with_inline_markers(project):
     assert "CONFLICT " + str(MODEL_FILE) in update.report_text(report)
 
 
+@pytest.mark.slow
 def test_migration_runs_when_its_version_is_crossed(project):
     checkout, template = project
     user_test = checkout / "tests" / "unit_tests" / "models" / NAME / "test_user.py"
@@ -184,6 +187,14 @@ def test_dirty_destination_is_refused(project):
     assert snapshot(checkout) == before
 
 
+def test_a_checkout_outside_git_is_refused(project):
+    checkout, _ = project
+    shutil.rmtree(checkout / ".git")
+    with pytest.raises(OnboardError) as info:
+        update.update(checkout, [NAME])
+    assert info.value.code == "not-a-git-repo"
+
+
 def test_unknown_model_names_the_onboarded_ones(project):
     checkout, _ = project
     with pytest.raises(OnboardError) as info:
@@ -222,3 +233,63 @@ def test_registry_text_count_sees_a_repeated_key(tmp_path):
     assert update.registry_counts(registry, "ToyForCausalLM") == (1, 2)
     assert update.registry_counts(registry, "OtherForCausalLM") == (1, 1)
     assert update.registry_counts(registry, "MissingForCausalLM") == (0, 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The import-moving engine of the migrations
+
+OLD_HOME = "nemo_automodel.components.models.common.tie_word_embeddings"
+
+
+def test_moved_name_leaves_a_shared_import_and_lands_in_sorted_position():
+    source = (
+        "import torch\n\n"
+        "from nemo_automodel.components.models.common import BackendConfig\n"
+        f"from {OLD_HOME} import TieSupport as TS, tie_policy\n"
+        "from nemo_automodel.shared.utils import dtype_from_str\n\n\n"
+        "def user_code():\n    return TS, tie_policy\n"
+    )
+    out = imports.rewrite_source(source, tied_weights.MOVES)
+    assert out == (
+        "import torch\n\n"
+        "from nemo_automodel.components.models.common import BackendConfig\n"
+        f"from {OLD_HOME} import tie_policy\n"
+        "from nemo_automodel.shared.tied_weights import TieSupport as TS\n"
+        "from nemo_automodel.shared.utils import dtype_from_str\n\n\n"
+        "def user_code():\n    return TS, tie_policy\n"
+    )
+    assert imports.rewrite_source(out, tied_weights.MOVES) == out
+
+
+def test_moved_name_joins_an_existing_exploded_import_inside_a_function():
+    source = (
+        "def test_user():\n"
+        "    from nemo_automodel.components.models.common import (\n"
+        "        BackendConfig,\n"
+        "        compute_lm_head_logits,\n"
+        "    )\n"
+        "    from nemo_automodel.components.models.common.hf_checkpointing_mixin import HFCheckpointingMixin\n"
+        "    return BackendConfig, HFCheckpointingMixin\n"
+    )
+    out = imports.rewrite_source(source, tied_weights.MOVES)
+    assert out == (
+        "def test_user():\n"
+        "    from nemo_automodel.components.models.common import (\n"
+        "        BackendConfig,\n"
+        "        HFCheckpointingMixin,\n"
+        "        compute_lm_head_logits,\n"
+        "    )\n"
+        "    return BackendConfig, HFCheckpointingMixin\n"
+    )
+
+
+def test_files_that_do_not_parse_are_skipped_untouched(tmp_path):
+    conflicted = tmp_path / "model.py"
+    text = f"<<<<<<< before updating\n{OLD_TIE_IMPORT}\n=======\n{NEW_TIE_IMPORT}\n>>>>>>> after updating\n"
+    conflicted.write_text(text)
+    clean = tmp_path / "other.py"
+    clean.write_text(f"{OLD_TIE_IMPORT}\n")
+    results = imports.rewrite_files([conflicted, clean], tied_weights.MOVES)
+    assert [(r.changed, bool(r.skipped)) for r in results] == [(False, True), (True, False)]
+    assert conflicted.read_text() == text
+    assert clean.read_text() == f"{NEW_TIE_IMPORT}\n"

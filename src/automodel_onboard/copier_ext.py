@@ -97,6 +97,19 @@ def onboard_check_destination(
     return ""
 
 
+def onboard_registered_elsewhere(dst_path: str, architecture: str, module_name: str) -> str:
+    """``module:Class`` the destination's registry maps the architecture to, unless that is this model already."""
+    from automodel_onboard.registry_patch import read_registry
+
+    registry = preflight.registry_path(Path(dst_path))
+    if not registry.is_file():
+        return ""
+    target = read_registry(registry).arch_mapping.get(architecture)
+    if target is None or target[0] == f"nemo_automodel.components.models.{module_name}.model":
+        return ""
+    return f"{target[0]}:{target[1]}"
+
+
 def onboard_kind_warning(model: str, revision: str, kind: str) -> str:
     detected = spec_dict(model, revision)["kind"]
     if kind != detected:
@@ -131,6 +144,7 @@ class OnboardExtension(Extension):
             onboard_check_module_name=onboard_check_module_name,
             onboard_kind_warning=onboard_kind_warning,
             onboard_check_destination=onboard_check_destination,
+            onboard_registered_elsewhere=onboard_registered_elsewhere,
             onboard_config_registration=onboard_config_registration,
             onboard_default_dataset=recipes.default_dataset,
             onboard_check_dataset=recipes.check_dataset,

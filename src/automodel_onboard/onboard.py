@@ -112,7 +112,8 @@ def _refusals(spec: dict[str, Any], request: Request) -> list[str]:
             fix=f"templates available: {', '.join(sorted(layout.REQUIRED_SYMBOLS))}",
             code="no-template",
         )
-    unsupported = spec["features"]["unsupported"]
+    gaps = tuple((spec.get("layout") or {}).get("gaps") or ())
+    unsupported = (*spec["features"]["unsupported"], *gaps)
     if unsupported:
         if not request.allow_unsupported:
             raise OnboardError(

@@ -30,15 +30,6 @@ DATASETS: dict[str, Dataset] = {
             validation_split="validation",
         ),
         Dataset(
-            name="squad",
-            kinds=("dense", "moe"),
-            recipe="TrainFinetuneRecipeForNextTokenPrediction",
-            target="nemo_automodel.components.datasets.llm.squad.make_squad_dataset",
-            path="rajpurkar/squad",
-            collate_fn="nemo_automodel.components.datasets.utils.default_collater",
-            validation_split="validation",
-        ),
-        Dataset(
             name="cord_v2",
             kinds=("vlm",),
             recipe="FinetuneRecipeForVLM",

@@ -39,7 +39,9 @@ from automodel_onboard.errors import OnboardError
 ANSWERS_FILE = ".copier-answers.yml"
 CONFLICT_MODES = ("inline", "rej")
 CONFLICT_MARKERS = (b"<<<<<<< before updating", b">>>>>>> after updating")
-EXIT_OK, EXIT_CONFLICTS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_CONFLICTS = 0, 1
+# Commits are only ever made in the temporary clones, never in the user's checkout.
+GIT_USER, GIT_EMAIL = "automodel-onboard update", "update@automodel-onboard.invalid"
 
 
 @dataclass(frozen=True)
@@ -146,11 +148,13 @@ def _select(models: Sequence[_Onboarded], names: Sequence[str] | None, dest: Pat
 
 
 def _require_clean_repository(dest: Path) -> None:
-    if _git(dest, "rev-parse", "--show-toplevel", check=False).returncode != 0:
+    top = _git(dest, "rev-parse", "--show-toplevel", check=False)
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != dest:
         raise OnboardError(
-            f"{dest} is not a git repository; copier update merges through git",
+            f"{dest} is not the root of a git repository; copier update merges through git",
             where=str(dest),
-            fix="run `git init && git add -A && git commit -m 'before update'` there first",
+            fix="pass the root of the NeMo AutoModel clone with --dest, or make the checkout a repository first "
+            "(`git init && git add -A && git commit -m 'before update'`)",
             code="not-a-git-repo",
         )
     dirty = preflight.dirty_files(dest)
@@ -171,10 +175,9 @@ def _update_in_clone(
     import copier
 
     _git(dest, "clone", "-q", "--local", str(dest), str(clone))
-    # Copier's scratch renders are not checkouts: the destination checks are ours (require_checkout, a clean tree).
-    options: dict[str, Any] = {"user_defaults": {"checked": True}, "skip_tasks": True}
+    base = _git(clone, "rev-parse", "HEAD").stdout.strip()
     if template is not None:
-        options["src_path"] = str(Path(template).resolve())
+        _point_at_template(clone, model.answers_path, Path(template).resolve())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Copier's DirtyLocalWarning when the template is a work tree
@@ -188,7 +191,9 @@ def _update_in_clone(
                 conflict=conflict,
                 quiet=True,
                 vcs_ref=vcs_ref,
-                **options,
+                # Copier's scratch renders are not checkouts: the destination checks are ours (a clean checkout).
+                user_defaults={"checked": True},
+                skip_tasks=True,
             )
         new_answers = yaml.safe_load((clone / model.answers_path).read_text(encoding="utf-8")) or {}
         architecture = _register(clone, model.name, new_answers)
@@ -201,7 +206,7 @@ def _update_in_clone(
             fix="nothing was changed in the checkout; fix the cause above (or pass --vcs-ref) and rerun",
             code="update-failed",
         ) from exc
-    changed = _changed_files(clone)
+    changed = _changed_files(clone, base)
     return clone, ModelUpdate(
         name=model.name,
         architecture=architecture,
@@ -231,9 +236,21 @@ def _register(checkout: Path, name: str, answers: Mapping[str, Any]) -> str:
     return spec["architecture"]
 
 
-def _changed_files(checkout: Path) -> tuple[str, ...]:
-    status = _git(checkout, "status", "--porcelain", "--untracked-files=all", "--no-renames").stdout
-    return tuple(sorted({_unquote(line[3:]) for line in status.splitlines() if line.strip()}))
+def _point_at_template(clone: Path, answers: Path, template: Path) -> None:
+    """Record ``template`` as the answers' ``_src_path``, committed in the clone so Copier sees a clean tree."""
+    path = clone / answers
+    line = yaml.safe_dump({"_src_path": str(template)}, default_flow_style=False).strip()
+    text = re.sub(r"(?m)^_src_path:.*$", lambda _: line, path.read_text(encoding="utf-8"), count=1)
+    if text != path.read_text(encoding="utf-8"):
+        path.write_text(text, encoding="utf-8")
+        _git(clone, "commit", "-q", "--no-verify", "-m", "template source", "--", str(answers), identity=True)
+
+
+def _changed_files(clone: Path, base: str) -> tuple[str, ...]:
+    """Paths that differ between the clone's work tree and ``base`` (the destination's HEAD), new files included."""
+    tracked = _git(clone, "diff", "--name-only", "--no-renames", "-z", base).stdout.split("\0")
+    untracked = _git(clone, "ls-files", "--others", "--exclude-standard", "-z").stdout.split("\0")
+    return tuple(sorted({path for path in (*tracked, *untracked) if path}))
 
 
 def _conflicts(checkout: Path, changed: Sequence[str]) -> tuple[str, ...]:
@@ -315,10 +332,11 @@ def _table_source(source: str, variable: str) -> str:
 # Helpers
 
 
-def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _git(cwd: Path, *args: str, check: bool = True, identity: bool = False) -> subprocess.CompletedProcess:
     # GIT_* variables (set inside a git hook, say) would point git at another repository.
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    config = ("-c", f"user.name={GIT_USER}", "-c", f"user.email={GIT_EMAIL}") if identity else ()
+    result = subprocess.run(["git", *config, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise OnboardError(
             f"git {' '.join(args[:2])} failed: {result.stderr.strip()[:400]}",
@@ -327,11 +345,6 @@ def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
             code="git-failed",
         )
     return result
-
-
-def _unquote(path: str) -> str:
-    # git quotes paths with unusual characters; ours are plain, but keep the name readable if not.
-    return path[1:-1] if path.startswith('"') and path.endswith('"') else path
 
 
 def _str_or_none(value: object) -> str | None:

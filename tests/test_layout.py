@@ -1,0 +1,113 @@
+"""The template-facing layout: biases, masks, head dim, the adapter table and its gaps, on real and edited specs."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+
+import pytest
+from conftest import load_config
+
+from automodel_onboard import layout
+from automodel_onboard.spec import build_spec
+
+DENSE = (
+    "Qwen__Qwen2-0.5B.json",
+    "Qwen__Qwen3-0.6B.json",
+    "meta-llama__Llama-2-7b-hf.json",
+    "meta-llama__Llama-3.2-3B.json",
+    "mistralai__Mistral-Nemo-Base-2407.json",
+)
+
+
+@pytest.fixture(scope="module")
+def spec():
+    cache = {}
+
+    def get(name, **changes):
+        key = (name, repr(sorted(changes.items())))
+        if key not in cache:
+            raw = copy.deepcopy(load_config(name))
+            raw.update(changes)
+            cache[key] = build_spec(raw, existing_models=frozenset()).to_dict()
+        return cache[key]
+
+    return get
+
+
+def test_required_symbols_exist_in_the_installed_package():
+    for module, name in layout.REQUIRED_SYMBOLS["dense"]:
+        assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
+
+
+@pytest.mark.parametrize("name", DENSE)
+def test_dense_fixtures_have_no_gaps(spec, name):
+    lay = spec(name)["layout"]
+    assert lay["gaps"] == []
+    assert lay["classes"]["causal_lm"] == spec(name)["architecture"]
+    hf_names = {t["hf"] for t in lay["tensors"]}
+    assert {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"} <= hf_names
+
+
+def test_qwen2_biases_are_fixed_by_the_architecture(spec):
+    att = spec("Qwen__Qwen2-0.5B.json")["layout"]["attention"]
+    assert dict(att["biases"]) == {"q_proj": "True", "k_proj": "True", "v_proj": "True", "o_proj": "False"}
+    assert att["shared_bias"] is None
+    assert att["sliding"] == "per_layer"
+    assert att["head_dim"] == "config.hidden_size // config.num_attention_heads"
+
+
+def test_llama_biases_follow_the_config_flag(spec):
+    lay = spec("meta-llama__Llama-2-7b-hf.json", attention_bias=True, mlp_bias=True)["layout"]
+    assert lay["attention"]["shared_bias"] == "config.attention_bias"
+    assert lay["mlp"]["bias"] == "config.mlp_bias"
+    assert "model.layers.{layer}.self_attn.o_proj.bias" in {t["hf"] for t in lay["tensors"]}
+
+
+def test_qwen3_has_qk_norm_and_compares_it(spec):
+    lay = spec("Qwen__Qwen3-0.6B.json")["layout"]
+    assert lay["attention"]["qk_norm"] is True
+    assert lay["attention"]["head_dim"] == "config.head_dim"
+    labels = [label for label, _ in lay["compared_modules"]]
+    assert "q_norm" in labels and "k_norm" in labels
+    assert "q_norm" not in [label for label, _ in spec("meta-llama__Llama-2-7b-hf.json")["layout"]["compared_modules"]]
+
+
+def test_sliding_window_only_where_the_reference_config_declares_it(spec):
+    # LlamaConfig has no sliding_window: the reference ignores the key, so the generated model must too.
+    assert spec("meta-llama__Llama-2-7b-hf.json", sliding_window=4096)["layout"]["attention"]["sliding"] == "none"
+    assert spec("mistralai__Mistral-Nemo-Base-2407.json")["layout"]["attention"]["sliding"] == "all_layers"
+    assert spec("Qwen__Qwen3-0.6B.json")["layout"]["attention"]["sliding"] == "per_layer"
+    imports = dict((i["module"], i["names"]) for i in spec("meta-llama__Llama-2-7b-hf.json")["layout"]["model_imports"])
+    assert imports["transformers.masking_utils"] == ["create_causal_mask"]
+
+
+def test_tied_head_is_recorded(spec):
+    assert spec("Qwen__Qwen3-0.6B.json")["layout"]["tied"] is True
+    assert spec("meta-llama__Llama-2-7b-hf.json")["layout"]["tied"] is False
+
+
+def test_checkpoint_tables_abstract_layers_and_report_gaps():
+    names = [f"model.layers.{i}.{s}" for i in range(2) for s, _ in layout.LAYER_TENSORS[:2]]
+    names += ["model.embed_tokens.weight", "model.norm.weight", "model.layers.1.extra.weight", "vision.x"]
+    rows, gaps = layout.checkpoint_tables(names, 2)
+    assert [r.hf for r in rows if "{layer}" in r.hf] == [
+        "model.layers.{layer}.input_layernorm.weight",
+        "model.layers.{layer}.self_attn.q_proj.weight",
+    ]
+    assert any("model.layers.1.extra.weight exists only in some layers" in g for g in gaps)
+    assert any("vision.x has no counterpart" in g for g in gaps)
+
+
+def test_moe_experts_are_gaps_reported_once_per_kind(spec):
+    gaps = spec("Qwen__Qwen3-235B-A22B.json")["layout"]["gaps"]
+    experts = [g for g in gaps if ".experts." in g]
+    assert experts and all("experts.{n}." in g for g in experts)
+    assert len(experts) == 3
+
+
+def test_shape_mismatch_is_a_gap():
+    rows = (layout.CheckpointTensor("model.norm.weight", "model.norm.weight", ("hidden",)),)
+    inventory = [{"name": "model.norm.weight", "shape": [7]}]
+    assert layout.check_shapes(inventory, rows, {"hidden": 8})
+    assert not layout.check_shapes(inventory, rows, {"hidden": 7})
