@@ -18,6 +18,23 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "tests" / "fixtures" / "configs"
 LABELS: dict[str, dict[str, Any]] = json.loads((CONFIGS / "labels.json").read_text())
+# The keys `classify --json` promises.
+SPEC_KEYS = frozenset(
+    {
+        "kind",
+        "text_backbone",
+        "reasons",
+        "architecture",
+        "model_type",
+        "module_name",
+        "class_prefix",
+        "custom_code",
+        "features",
+        "tiny_config",
+        "inventory",
+        "params",
+    }
+)
 
 
 def load_config(name: str) -> dict[str, Any]:

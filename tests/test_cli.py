@@ -6,7 +6,7 @@ import io
 import json
 
 import pytest
-from conftest import CONFIGS, ROOT, run_cli
+from conftest import CONFIGS, ROOT, SPEC_KEYS, run_cli
 
 from automodel_onboard.cli import main
 
@@ -32,20 +32,7 @@ def test_json_has_the_documented_keys():
     code, out, _ = _run("classify", str(CONFIGS / "Qwen__Qwen2-57B-A14B.json"), "--json")
     spec = json.loads(out)
     assert code == 0
-    assert {
-        "kind",
-        "text_backbone",
-        "reasons",
-        "architecture",
-        "model_type",
-        "module_name",
-        "class_prefix",
-        "custom_code",
-        "features",
-        "tiny_config",
-        "inventory",
-        "params",
-    } <= set(spec)
+    assert SPEC_KEYS <= set(spec)
     assert spec["kind"] == "moe"
     assert spec["params"]["active"] < spec["params"]["total"]
 

@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from conftest import LABELS, load_config
+from conftest import LABELS, SPEC_KEYS, load_config
 
 from automodel_onboard.errors import OnboardError, UnsupportedModel
 from automodel_onboard.spec import build_spec
@@ -34,21 +34,7 @@ def test_spec_is_immutable_and_json_serialisable(specs):
     with pytest.raises(TypeError):
         spec.tiny_config["hidden_size"] = 1
     data = json.loads(spec.to_json())
-    required = {
-        "kind",
-        "text_backbone",
-        "reasons",
-        "architecture",
-        "model_type",
-        "module_name",
-        "class_prefix",
-        "custom_code",
-        "features",
-        "tiny_config",
-        "inventory",
-        "params",
-    }
-    assert required <= set(data)
+    assert SPEC_KEYS <= set(data)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, label in LABELS.items() if label["kind"] == "unsupported"))

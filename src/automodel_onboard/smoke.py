@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -227,9 +228,11 @@ def run_case(case: Case, pristine: Path, work: Path) -> Row:
     )
     try:
         onboard.new(request)
+        return _verified(row, spec.kind, dest, request.name)
     except OnboardError as err:
         return row(spec.kind, f"{REFUSED}: {err.code}", notes=err.what)
-    return _verified(row, spec.kind, dest, request.name)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)  # a checkout per case: about 30 MB and thousands of files
 
 
 def _verified(row: Callable[..., Row], kind: str, dest: Path, module_name: str) -> Row:

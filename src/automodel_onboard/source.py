@@ -142,6 +142,42 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid in a config (JSON has no {name})")
 
 
+# Hub failures, most specific first: (huggingface_hub error class, code, what is wrong, how to fix it).
+# Messages are formatted with ``label`` (id@revision), ``repo_id`` and ``revision``.
+HUB_FAILURES: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "GatedRepoError",
+        "hub-gated",
+        "{label} is gated: its config can only be read after accepting the licence on the Hub",
+        "accept the terms on the model page, then set HF_TOKEN (or run `hf auth login`)",
+    ),
+    (
+        "RevisionNotFoundError",
+        "hub-revision-not-found",
+        "{repo_id} has no revision {revision!r}",
+        "pass an existing branch, tag or commit with --revision",
+    ),
+    (
+        "RepositoryNotFoundError",
+        "hub-not-found",
+        "{repo_id} is not on the Hub, or it is private and no valid token was sent",
+        "check the id; for a private repository set HF_TOKEN (or run `hf auth login`)",
+    ),
+    (
+        "RemoteEntryNotFoundError",
+        "hub-no-config",
+        "{label} has no config.json (it is not a transformers checkpoint)",
+        "pass a repository saved with save_pretrained, or a local config.json",
+    ),
+    (
+        "HfHubHTTPError",
+        "hub-error",
+        "the Hub refused the download of {label}/config.json: {error}",
+        "retry later, or pass a local config.json",
+    ),
+)
+
+
 def _download(repo_id: str, revision: str | None) -> Path:
     """Fetch (or find in the local cache) the repo's config.json; every Hub failure becomes an OnboardError."""
     from huggingface_hub import constants, hf_hub_download
@@ -150,32 +186,10 @@ def _download(repo_id: str, revision: str | None) -> Path:
     label = f"{repo_id}@{revision}" if revision else repo_id
     try:
         return Path(hf_hub_download(repo_id, "config.json", revision=revision))
-    except hub_errors.GatedRepoError as exc:
-        raise OnboardError(
-            f"{label} is gated: its config can only be read after accepting the licence on the Hub",
-            where=f"https://huggingface.co/{repo_id}",
-            fix="accept the terms on the model page, then set HF_TOKEN (or run `hf auth login`)",
-            code="hub-gated",
-        ) from exc
-    except hub_errors.RevisionNotFoundError as exc:
-        raise OnboardError(
-            f"{repo_id} has no revision {revision!r}",
-            where=f"https://huggingface.co/{repo_id}",
-            fix="pass an existing branch, tag or commit with --revision",
-            code="hub-revision-not-found",
-        ) from exc
-    except hub_errors.RepositoryNotFoundError as exc:
-        raise OnboardError(
-            f"{repo_id} is not on the Hub, or it is private and no valid token was sent",
-            where=f"https://huggingface.co/{repo_id}",
-            fix="check the id; for a private repository set HF_TOKEN (or run `hf auth login`)",
-            code="hub-not-found",
-        ) from exc
     except hub_errors.LocalEntryNotFoundError as exc:
-        offline = constants.HF_HUB_OFFLINE
         raise OnboardError(
             f"{label}/config.json is not in the local Hugging Face cache"
-            + (" and HF_HUB_OFFLINE is set" if offline else " and the Hub could not be reached"),
+            + (" and HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else " and the Hub could not be reached"),
             where=str(constants.HF_HUB_CACHE),
             fix=(
                 "unset HF_HUB_OFFLINE and retry with network access, point HF_HOME/HF_HUB_CACHE at a cache that "
@@ -183,17 +197,9 @@ def _download(repo_id: str, revision: str | None) -> Path:
             ),
             code="hub-offline",
         ) from exc
-    except hub_errors.RemoteEntryNotFoundError as exc:
-        raise OnboardError(
-            f"{label} has no config.json (it is not a transformers checkpoint)",
-            where=f"https://huggingface.co/{repo_id}",
-            fix="pass a repository saved with save_pretrained, or a local config.json",
-            code="hub-no-config",
-        ) from exc
     except hub_errors.HfHubHTTPError as exc:
-        raise OnboardError(
-            f"the Hub refused the download of {label}/config.json: {exc}",
-            where=f"https://huggingface.co/{repo_id}",
-            fix="retry later, or pass a local config.json",
-            code="hub-error",
-        ) from exc
+        for name, code, what, fix in HUB_FAILURES:
+            if isinstance(exc, getattr(hub_errors, name)):
+                message = what.format(label=label, repo_id=repo_id, revision=revision, error=exc)
+                raise OnboardError(message, where=f"https://huggingface.co/{repo_id}", fix=fix, code=code) from exc
+        raise
