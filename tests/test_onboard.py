@@ -207,3 +207,30 @@ def test_killed_between_writes_is_rolled_back_by_the_next_run(checkout, tmp_path
     finally:
         del os.environ["XDG_CACHE_HOME"]
     assert snapshot(checkout) == before
+
+
+def test_verification_reads_parity_records_and_the_first_divergence(tmp_path):
+    """The generated tests' own words and records, as the report reads them."""
+    import json
+
+    from automodel_onboard import verify
+
+    for name, value in (("a", 1.5e-7), ("b", 2.5e-3), ("c", 9.0)):
+        metric = "max_logit_diff" if name != "c" else "existing_logit_diff"
+        (tmp_path / f"{name}.json").write_text(json.dumps({"metric": metric, "value": value}))
+    assert verify._max_logit_diff(tmp_path) == 2.5e-3
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite><testcase name="test_forward_shapes" time="0.5"/>'
+        '<testcase name="test_matches_reference_end_to_end[eager-full]" time="1.0"><failure message="AssertionError: '
+        'hidden states diverge first at index 0 (0: embeddings, 2: after the final norm), max abs diff 5.4e-01"/>'
+        '</testcase><testcase name="test_cuda" time="0"><skipped message="needs CUDA"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    verdicts = verify._read_junit(junit)
+    assert [(v.name, v.outcome) for v in verdicts] == [
+        ("test_forward_shapes", "passed"),
+        ("test_matches_reference_end_to_end[eager-full]", "failed"),
+        ("test_cuda", "skipped"),
+    ]
+    assert verify._first_diverging(verdicts) == "index 0 (0: embeddings, 2: after the final norm), max abs diff 5.4e-01"

@@ -134,7 +134,7 @@ def report_text(report: Any) -> str:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(result.counts().items())) or "no tests collected"
         lines.append(f"  generated tests: {'PASSED' if result.passed else 'FAILED'} ({counts})")
         lines += [
-            f"    {v.outcome:<7} {v.name}" + (f": {v.message[:160]}" if v.outcome != "passed" else "")
+            f"    {v.outcome:<7} {v.name}" + (f": {_first_line(v.message)}" if v.outcome != "passed" else "")
             for v in result.verdicts
         ]
         if result.max_logit_diff is not None:
@@ -150,6 +150,11 @@ def report_text(report: Any) -> str:
         )
     lines.append(f"  next: {next_step}")
     return "\n".join(lines)
+
+
+def _first_line(text: str, limit: int = 160) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def verify_dir(module_name: str) -> str:
@@ -221,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sandbox", help="make a scratch NeMo AutoModel checkout from the installed package")
     p.add_argument("dir", help="folder to create (must be empty or absent)")
     p.set_defaults(func=cmd_sandbox)
+
+    from automodel_onboard.smoke import add_render_all_parser
+    from automodel_onboard.update import add_update_parser
+
+    add_update_parser(sub)
+    add_render_all_parser(sub)
     return parser
 
 

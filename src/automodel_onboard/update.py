@@ -11,9 +11,13 @@ models have been updated. A failure leaves the destination untouched. The regist
 Copier, which would also run it in its scratch renders (they hold no ``registry.py``); it is idempotent, so the
 registry normally stays byte-identical, and its entry for the architecture is counted afterwards (exactly one).
 
-The same update by hand, one model at a time, in a clean checkout::
+The same update by hand, one model at a time, in a clean checkout (the settings file gives the scratch renders the
+``checked: true`` this module passes as a user default; the registry is left as it is)::
 
-    copier update --trust --skip-tasks --defaults -a nemo_automodel/components/models/<name>/.copier-answers.yml
+    echo 'defaults: {checked: true}' > onboard-settings.yml
+    COPIER_SETTINGS_PATH=onboard-settings.yml copier update --trust --skip-tasks --defaults -a <answers file>
+
+where ``<answers file>`` is ``nemo_automodel/components/models/<name>/.copier-answers.yml``.
 """
 
 from __future__ import annotations
