@@ -234,3 +234,14 @@ def test_verification_reads_parity_records_and_the_first_divergence(tmp_path):
         ("test_cuda", "skipped"),
     ]
     assert verify._first_diverging(verdicts) == "index 0 (0: embeddings, 2: after the final norm), max abs diff 5.4e-01"
+
+
+def test_dirty_files_are_named_before_anything_is_touched(checkout):
+    (checkout / "notes.txt").write_text("mine")
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["new", str(QWEN3), "--dest", str(checkout), "--name", "qwen3_gen", "--replace", "--no-verify"]
+    assert main(argv, out=out, err_out=err) == 0
+    log = err.getvalue()
+    assert "uncommitted changes (notes.txt)" in log
+    assert log.index("uncommitted changes") < log.index("rendering the templates")
+    assert (checkout / "notes.txt").read_text() == "mine"

@@ -86,6 +86,7 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
             + (", ..." if len(destination.dirty) > 10 else "")
             + "); the onboarding touches none of them but registry.py"
         )
+        progress(f"warning: {warnings[-1]}")
     if destination.replaces:
         module, cls = destination.replaces
         warnings.append(f"{spec['architecture']} is re-pointed from {module}.{cls}; that module stays untouched")

@@ -2,7 +2,8 @@
 
 This is the only spec module that imports torch and transformers, and it does so lazily: classifying without
 the inventory never loads either. The reference model is built on the ``meta`` device, so no weights are
-allocated and nothing is downloaded; remote code (``auto_map``) is never imported.
+allocated and nothing is downloaded. Remote code (``auto_map``) is imported only on request
+(``--trust-remote-code``), and only from a local checkpoint folder: then that folder's own classes are the reference.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from automodel_onboard.errors import OnboardError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ROUTED_EXPERT = re.compile(r"\.experts\.\d+\.")
+# The auto_map entries a causal LM's reference needs: (auto_map key, what it names).
+REMOTE_ENTRIES = (("AutoConfig", "config"), ("AutoModelForCausalLM", "model"))
 
 
 @dataclass(frozen=True)
@@ -130,18 +134,22 @@ def _checkpoint_state(model: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 def build_inventory(raw: Mapping[str, Any], model_type: str, classes: ReferenceClasses) -> Inventory:
     """Instantiate the reference on the meta device and list its checkpoint-format tensors."""
-    import torch
     import transformers
 
     assert classes.model_class is not None
     config = build_config(raw, model_type)
-    model_cls = getattr(transformers, classes.model_class)
+    return _inventory(getattr(transformers, classes.model_class), config, classes.config_class)
+
+
+def _inventory(model_cls: type, config: Any, config_class: str) -> Inventory:
+    import torch
+
     try:
         with torch.device("meta"):
             model = model_cls(config)
     except Exception as exc:
         raise OnboardError(
-            f"the reference {classes.model_class} cannot be built from this config: {type(exc).__name__}: {exc}",
+            f"the reference {model_cls.__name__} cannot be built from this config: {type(exc).__name__}: {exc}",
             where="config.json",
             fix="check the sizes in config.json against the model family's requirements",
             code="config-rejected",
@@ -153,8 +161,8 @@ def build_inventory(raw: Mapping[str, Any], model_type: str, classes: ReferenceC
     )
     total = sum(_numel(t.shape) for t in tensors)
     return Inventory(
-        model_class=classes.model_class,
-        config_class=classes.config_class,
+        model_class=model_cls.__name__,
+        config_class=config_class,
         tensors=tensors,
         total_params=total,
         active_params=_active(tensors, total, config),
@@ -192,3 +200,149 @@ def instantiate_tiny(tiny: Mapping[str, Any], model_type: str, model_class: str,
     config = build_config(tiny, model_type)
     with torch.device(device):
         return getattr(transformers, model_class)(config)
+
+
+@dataclass(frozen=True)
+class RemoteCode:
+    """The checkpoint folder's own reference classes, as ``auto_map`` names them (``module.Class``)."""
+
+    folder: str
+    config_class: str
+    model_class: str
+
+
+def remote_code(auto_map: Mapping[str, Any], folder: Path | None, where: str) -> RemoteCode:
+    """Check that ``auto_map`` names modules in the local ``folder``; imports nothing."""
+    fix = (
+        "pass the local checkpoint folder that holds config.json and the modules auto_map names "
+        "(e.g. a download of the model repository); this tool never downloads code"
+    )
+    if folder is None:
+        raise OnboardError(
+            "--trust-remote-code needs the checkpoint folder that holds the model's code, not a config.json or a "
+            "Hub id",
+            where=where,
+            fix=fix,
+            code="remote-code-needs-folder",
+        )
+    refs = {}
+    for key, role in REMOTE_ENTRIES:
+        ref = auto_map.get(key)
+        if not isinstance(ref, str):
+            raise OnboardError(
+                f"auto_map has no {key} entry, so the {role} class of the remote code is unknown",
+                where=f"{where}: auto_map",
+                fix=f'add "{key}": "module.Class" naming the {role} class in the folder',
+                code="remote-code-needs-folder",
+            )
+        if "--" in ref:
+            raise OnboardError(
+                f"auto_map.{key} {ref[:120]!r} points at code in another repository",
+                where=f"{where}: auto_map.{key}",
+                fix="put that repository's module beside config.json and name it as module.Class; " + fix,
+                code="remote-code-needs-folder",
+            )
+        module, _, name = ref.partition(".")
+        if not (IDENTIFIER.fullmatch(module) and IDENTIFIER.fullmatch(name)):
+            raise OnboardError(
+                f"auto_map.{key} {ref[:120]!r} is not of the form module.Class",
+                where=f"{where}: auto_map.{key}",
+                fix="name a module file of the folder and a class in it, e.g. modeling_toy.ToyForCausalLM",
+                code="invalid-value",
+            )
+        if not (folder / f"{module}.py").is_file():
+            raise OnboardError(
+                f"auto_map.{key} names {module}.py, which the folder does not hold",
+                where=str(folder),
+                fix=fix,
+                code="remote-code-needs-folder",
+            )
+        refs[role] = ref
+    return RemoteCode(str(folder.resolve()), refs["config"], refs["model"])
+
+
+def remote_classes(remote: RemoteCode) -> tuple[type, type]:
+    """Import the folder's config and model classes (this runs the folder's code), as trust_remote_code does."""
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    loaded = []
+    for ref in (remote.config_class, remote.model_class):
+        try:
+            loaded.append(get_class_from_dynamic_module(ref, remote.folder, local_files_only=True))
+        except Exception as exc:  # the folder's code can fail in any way
+            raise OnboardError(
+                f"the remote code {ref} cannot be loaded: {type(exc).__name__}: {exc}",
+                where=remote.folder,
+                fix="fix the module (or install what it imports), then retry",
+                code="remote-code-failed",
+            ) from exc
+    config_cls, model_cls = loaded
+    if not _is_model_class(model_cls):
+        raise OnboardError(
+            f"{remote.model_class} is not a transformers PreTrainedModel",
+            where=remote.folder,
+            fix="point auto_map.AutoModelForCausalLM at the causal LM class",
+            code="remote-code-failed",
+        )
+    return config_cls, model_cls
+
+
+def remote_config(raw: Mapping[str, Any], config_cls: type) -> Any:
+    data = {k: v for k, v in raw.items() if k != "auto_map"}
+    try:
+        return config_cls.from_dict(data)
+    except Exception as exc:
+        raise OnboardError(
+            f"the remote {config_cls.__name__} rejects this config: {type(exc).__name__}: {exc}",
+            where="config.json",
+            fix="correct the field named above",
+            code="config-rejected",
+        ) from exc
+
+
+@dataclass(frozen=True)
+class RemoteReference:
+    code: RemoteCode
+    inventory: Inventory
+    resolved: dict[str, Any]  # the config with the remote class's defaults filled in
+    config_defaults: dict[str, Any]  # the remote config class's own fields and their defaults (JSON data)
+
+
+def remote_reference(raw: Mapping[str, Any], remote: RemoteCode) -> RemoteReference:
+    """The inventory, resolved config and config defaults of the folder's own classes."""
+    from transformers import PreTrainedConfig
+
+    config_cls, model_cls = remote_classes(remote)
+    config = remote_config(raw, config_cls)
+    resolved = config.to_dict()
+    for key, value in raw.items():
+        resolved.setdefault(key, value)
+    try:
+        defaults = config_cls().to_dict()
+    except Exception:  # a class without usable defaults: the checkpoint's own values stand in
+        defaults = dict(config.to_dict())
+    base = set(PreTrainedConfig().to_dict())
+    return RemoteReference(
+        code=remote,
+        inventory=_inventory(model_cls, config, config_cls.__name__),
+        resolved=resolved,
+        config_defaults={k: v for k, v in defaults.items() if k not in base and _is_json(v)},
+    )
+
+
+def _is_json(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_is_json(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def instantiate_remote_tiny(tiny: Mapping[str, Any], remote: RemoteCode, *, device: str = "meta") -> Any:
+    """The folder's reference model for the tiny config."""
+    import torch
+
+    config_cls, model_cls = remote_classes(remote)
+    config = remote_config(tiny, config_cls)
+    with torch.device(device):
+        return model_cls(config)

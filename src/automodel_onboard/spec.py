@@ -1,7 +1,8 @@
 """The architecture spec: every decision about a model, computed once, immutable and JSON-serialisable.
 
 ``build_spec`` runs source data through classification, features, names, the tiny config and (optionally)
-the reference inventory. Templates receive ``ArchSpec.to_dict()`` and only lay it out.
+the reference inventory: transformers' classes, or, with ``trust_remote_code``, the classes a local checkpoint
+folder's ``auto_map`` names. Templates receive ``ArchSpec.to_dict()`` and only lay it out.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class ArchSpec:
     name_collision: str | None
     version: int = SPEC_VERSION
     layout: Any = None  # layout.DenseLayout | None: the template-facing decisions (None without an inventory)
+    # With trust_remote_code, the folder's own reference: {"folder", "config_class", "model_class" ("module.Class"),
+    # "config_defaults"} (the generated config.py and tests are built from it); None otherwise.
+    remote_code: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
@@ -108,12 +112,19 @@ def build_spec(
     module_name: str | None = None,
     with_inventory: bool = True,
     existing_models: frozenset[str] | None = None,
+    trust_remote_code: bool = False,
 ) -> ArchSpec:
-    """Classify and describe a config; raises UnsupportedModel (with the reasons) or OnboardError."""
+    """Classify and describe a config; raises UnsupportedModel (with the reasons) or OnboardError.
+
+    ``trust_remote_code`` lets a model that transformers does not implement use the code of its checkpoint
+    folder (``auto_map``) as the reference: that code is imported and run.
+    """
+    folder = None
     if isinstance(source, Mapping):
         raw, model_id, revision, where = source, None, None, "config.json"
     else:
         raw, model_id, revision, where = source.config, source.model_id, source.revision, str(source.config_path)
+        folder = source.folder
     raw = _check_object(raw, where)
     verdict = classify_mod.classify(raw)
     if not verdict.supported:
@@ -139,13 +150,17 @@ def build_spec(
         if text_model_type is not None:
             naming.check_model_type(text_model_type, where=f"{where}: {text_key}.model_type")
 
-    classes = inventory = absent = None
+    classes = inventory = absent = remote = None
     resolved: Mapping[str, Any] | None = None
     if with_inventory:
         from automodel_onboard import reference
 
         classes = reference.reference_classes(names.architecture, names.model_type)
-        if classes is None:
+        if classes is None and trust_remote_code and auto_map is not None:
+            remote = reference.remote_reference(raw, reference.remote_code(auto_map, folder, where))
+            inventory = remote.inventory
+            resolved = remote.resolved if not text_key else None  # sub-configs of remote code are not resolved
+        elif classes is None:
             absent = f"transformers has no config class for model_type {names.model_type!r}" + (
                 ": the only implementation is remote code (auto_map), which is never executed" if auto_map else ""
             )
@@ -178,6 +193,11 @@ def build_spec(
 
         model = reference.instantiate_tiny(tiny, names.model_type, classes.model_class)
         tiny_total = sum(p.numel() for p in model.parameters())
+    elif remote is not None:
+        from automodel_onboard import reference
+
+        model = reference.instantiate_remote_tiny(tiny, remote.code)
+        tiny_total = sum(p.numel() for p in model.parameters())
 
     spec = ArchSpec(
         kind=verdict.kind,
@@ -209,6 +229,11 @@ def build_spec(
             tiny_total=tiny_total,
         ),
         name_collision=names.collision,
+        remote_code=(
+            _freeze({**dataclasses.asdict(remote.code), "config_defaults": remote.config_defaults})
+            if remote is not None
+            else None
+        ),
     )
     from automodel_onboard import layout
 
