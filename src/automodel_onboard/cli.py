@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +14,7 @@ from typing import Any, TextIO
 from automodel_onboard.errors import OnboardError
 
 EXIT_OK = 0
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
 EXIT_TESTS_FAILED = 1
 EXIT_BAD_INPUT = 2
 
@@ -174,6 +176,7 @@ def cmd_new(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> int:
         replace=args.replace,
         allow_unsupported=args.allow_unsupported,
         verify=not args.no_verify,
+        trust_remote_code=args.trust_remote_code,
     )
     report = new(request, progress=_progress(err_out))
     print(report_text(report), file=out)
@@ -221,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-unsupported", action="store_true", help="render even with features the template does not implement"
     )
     p.add_argument("--no-verify", action="store_true", help="do not run the generated tests")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="for a model transformers does not implement: run the auto_map code of the local checkpoint folder "
+        "MODEL as the reference (never downloaded)",
+    )
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("sandbox", help="make a scratch NeMo AutoModel checkout from the installed package")
@@ -238,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err_out: TextIO | None = None) -> int:
     out = out or sys.stdout
     err_out = err_out or sys.stderr
+    # Packages that transformers probes on import log failures of optional CUDA kernels; they say nothing about
+    # the user's model and would bury the tool's own messages.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args, out, err_out)

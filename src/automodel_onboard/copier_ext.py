@@ -80,7 +80,11 @@ def onboard_check_destination(
     model's answers file is being updated, not created.
     """
     root = Path(dst_path)
-    if checked or (root / preflight.MODELS / module_name / ANSWERS_FILE).is_file():
+    if (
+        checked
+        or root.name.startswith(COPIER_SCRATCH)
+        or (root / preflight.MODELS / module_name / ANSWERS_FILE).is_file()
+    ):
         return ""
     try:
         spec = spec_dict(model, revision, module_name)
@@ -128,6 +132,8 @@ def onboard_config_registration(spec: dict[str, Any], module_name: str) -> str:
 
 
 ANSWERS_FILE = ".copier-answers.yml"
+# `copier update` renders the old and the new template version into scratch folders named so: not checkouts.
+COPIER_SCRATCH = ("copier._main.old_copy.", "copier._main.new_copy.")
 
 
 class OnboardExtension(Extension):
