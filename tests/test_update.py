@@ -7,6 +7,7 @@ import argparse
 import hashlib
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -293,3 +294,32 @@ def test_files_that_do_not_parse_are_skipped_untouched(tmp_path):
     assert [(r.changed, bool(r.skipped)) for r in results] == [(False, True), (True, False)]
     assert conflicted.read_text() == text
     assert clean.read_text() == f"{NEW_TIE_IMPORT}\n"
+
+
+def test_plain_copier_update_works_as_documented(project):
+    """`copier update -a <answers>` without this tool's wrapper: Copier's own merge, our migration, one entry."""
+    checkout, template = project
+    model = checkout / MODEL_FILE
+    model.write_text(model.read_text() + USER_FUNCTION)
+    commit_all(checkout, "user edit")
+    registry_before = preflight.registry_path(checkout).read_bytes()
+    answers = checkout / ANSWERS
+    answers.write_text(
+        answers.read_text().replace(
+            f"_src_path: {yaml.safe_load(answers.read_text())['_src_path']}", f"_src_path: {template}"
+        )
+    )
+    commit_all(checkout, "point the answers at the copied template")
+    release(template, "v0.2.0", add_after_docstring_line("Regenerated from template v0.2.0."))
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "update", "--trust", "--defaults", "-a", str(ANSWERS)],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = model.read_text()
+    assert "\nRegenerated from template v0.2.0.\n" in text and text.endswith(USER_FUNCTION)
+    assert NEW_TIE_IMPORT in text and OLD_TIE_IMPORT not in text
+    assert yaml.safe_load(answers.read_text())["_commit"] == "v0.2.0"
+    assert preflight.registry_path(checkout).read_bytes() == registry_before
