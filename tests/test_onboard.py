@@ -245,3 +245,21 @@ def test_dirty_files_are_named_before_anything_is_touched(checkout):
     assert "uncommitted changes (notes.txt)" in log
     assert log.index("uncommitted changes") < log.index("rendering the templates")
     assert (checkout / "notes.txt").read_text() == "mine"
+
+
+def test_plain_copier_copy_checks_renders_and_registers(checkout):
+    """`copier copy` without this tool's wrapper: the destination checks run as a validator, then it renders."""
+    import sys
+
+    copy = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", str(ROOT), "."]
+    answers = ["-d", f"model={QWEN3}", "-d", "module_name=qwen3_gen"]
+    before = snapshot(checkout)
+    refused = subprocess.run([*copy, *answers], cwd=checkout, capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "Qwen3ForCausalLM is already registered to nemo_automodel.components.models.qwen3.model" in refused.stderr
+    assert snapshot(checkout) == before
+    done = subprocess.run([*copy, *answers, "-d", "replace=true"], cwd=checkout, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (checkout / preflight.MODELS / "qwen3_gen" / "model.py").is_file()
+    registry = preflight.registry_path(checkout).read_text()
+    assert '("nemo_automodel.components.models.qwen3_gen.model", "Qwen3ForCausalLM")' in registry
