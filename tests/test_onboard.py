@@ -263,3 +263,26 @@ def test_plain_copier_copy_checks_renders_and_registers(checkout):
     assert (checkout / preflight.MODELS / "qwen3_gen" / "model.py").is_file()
     registry = preflight.registry_path(checkout).read_text()
     assert '("nemo_automodel.components.models.qwen3_gen.model", "Qwen3ForCausalLM")' in registry
+
+
+@pytest.mark.parametrize(("model", "kind"), [(QWEN3, "moe"), (CONFIGS / "Qwen__Qwen2-57B-A14B.json", None)])
+def test_a_kind_without_a_template_is_refused(checkout, model, kind):
+    with pytest.raises(OnboardError) as info:
+        onboard.new(onboard.Request(model=str(model), dest=checkout, name="x_gen", kind=kind, verify=False))
+    assert info.value.code == "no-template"
+    assert "templates available: dense" in info.value.fix
+
+
+def test_overriding_the_kind_warns(checkout):
+    report = onboard.new(
+        onboard.Request(
+            model=str(CONFIGS / "Qwen__Qwen2-57B-A14B.json"),
+            dest=checkout,
+            name="x_gen",
+            kind="dense",
+            verify=False,
+            allow_unsupported=True,
+        )
+    )
+    assert report.answers.kind == "dense"
+    assert any("although the config classifies as moe" in w for w in report.warnings)

@@ -19,11 +19,11 @@ from automodel_onboard.errors import OnboardError
 
 
 @functools.lru_cache(maxsize=8)
-def _spec(model: str, revision: str, stamp: tuple[int, int] | None) -> Any:
+def _spec(model: str, revision: str, stamp: tuple[int, int] | None, trust_remote_code: bool) -> Any:
     from automodel_onboard.source import load_source
     from automodel_onboard.spec import build_spec
 
-    return build_spec(load_source(model, revision or None))
+    return build_spec(load_source(model, revision or None), trust_remote_code=trust_remote_code)
 
 
 def _stamp(model: str) -> tuple[int, int] | None:
@@ -37,16 +37,16 @@ def _stamp(model: str) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def spec_dict(model: str, revision: str = "", module_name: str = "") -> dict[str, Any]:
+def spec_dict(model: str, revision: str = "", module_name: str = "", trust_remote_code: bool = False) -> dict[str, Any]:
     """The spec as templates see it; a chosen module name replaces the derived one without rebuilding."""
-    spec = _spec(model, revision or "", _stamp(model))
+    spec = _spec(model, revision or "", _stamp(model), bool(trust_remote_code))
     if module_name and module_name != spec.module_name:
         spec = spec.renamed(module_name)
     return spec.to_dict()
 
 
-def onboard_spec_json(model: str, revision: str = "", module_name: str = "") -> str:
-    return json.dumps(spec_dict(model, revision, module_name))
+def onboard_spec_json(model: str, revision: str = "", module_name: str = "", trust_remote_code: bool = False) -> str:
+    return json.dumps(spec_dict(model, revision, module_name, trust_remote_code))
 
 
 def onboard_fact(model: str, fact: str, revision: str = "") -> str:

@@ -10,6 +10,7 @@ it out; nothing here writes code text beyond short Python expressions over ``con
 
 from __future__ import annotations
 
+import keyword
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -146,6 +147,36 @@ class Import:
     names: tuple[str, ...]
 
 
+# Config keys a local config class never declares: they describe the file, or PreTrainedConfig owns them.
+FILE_KEYS = frozenset({"architectures", "auto_map", "model_type", "transformers_version", "torch_dtype", "dtype"})
+# Names config.py itself uses in the class body, which a field of the same name would shadow.
+CONFIG_PY_NAMES = frozenset({"field", "Any"})
+# RoPE keys PreTrainedConfig folds into ``rope_parameters`` (a missing rope_theta is the class's default_theta).
+ROPE_KEYS = ("rope_parameters", "rope_theta", "rope_scaling")
+ANNOTATIONS: tuple[tuple[type, str], ...] = ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"))
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    name: str
+    annotation: str
+    default: Any  # JSON data
+    factory: bool  # a list or dict default: a dataclass field needs a factory for it
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """config.py's ``PreTrainedConfig`` subclass, for a model_type transformers has no config class for."""
+
+    class_name: str
+    model_type: str
+    mirrors: str  # the remote config class whose fields and defaults it reproduces ("module.Class")
+    default_theta: float | None
+    fields: tuple[ConfigField, ...]
+    imports: tuple[Import, ...]  # standard library
+
+
 @dataclass(frozen=True)
 class DenseLayout:
     config_class: str
@@ -163,6 +194,8 @@ class DenseLayout:
     model_imports: tuple[Import, ...]  # transformers
     model_nemo_imports: tuple[Import, ...]  # NeMo AutoModel (the generated adapter's import is added by the template)
     gaps: tuple[str, ...]  # what the reference has that the generated model does not implement
+    local_config: LocalConfig | None = None  # set when the reference is remote code: config.py is rendered
+    reference_config_alias: str | None = None  # the remote reference's config class in generated tests
 
 
 def class_names(prefix: str, architecture: str) -> ClassNames:
@@ -275,11 +308,54 @@ def mlp_layout(features: Mapping[str, Any], layer0: frozenset[str]) -> MlpLayout
     )
 
 
-def _model_imports(attention: AttentionLayout, config_class: str) -> tuple[tuple[Import, ...], tuple[Import, ...]]:
-    """model.py's transformers imports and NeMo AutoModel imports (the generated package's own adapter aside)."""
+def local_config(spec: Mapping[str, Any], remote: Mapping[str, Any]) -> tuple[LocalConfig, tuple[str, ...]]:
+    """The local config class mirroring the remote one, and the gaps (keys that cannot be Python fields)."""
+    from transformers import PreTrainedConfig
+
+    owned = FILE_KEYS | set(dir(PreTrainedConfig)) | set(ROPE_KEYS)
+    fields, gaps = [], []
+    defaults = remote["config_defaults"]
+    for name, default in sorted(defaults.items()):
+        if name in owned:
+            continue
+        if not IDENTIFIER.fullmatch(name) or keyword.iskeyword(name) or name.startswith("_") or name in CONFIG_PY_NAMES:
+            gaps.append(f"config key {name!r} cannot be a field of the local config class")
+            continue
+        fields.append(ConfigField(name, _annotation(default), default, isinstance(default, (list, tuple, Mapping))))
+    rope = defaults.get("rope_parameters")
+    theta = rope.get("rope_theta") if isinstance(rope, Mapping) else defaults.get("rope_theta")
+    if any(key in defaults for key in ROPE_KEYS):
+        fields.append(ConfigField("rope_parameters", "dict | None", None, False))
+    imports = [Import("dataclasses", ("field",))] if any(f.factory for f in fields) else []
+    if any(f.annotation == "Any" for f in fields):
+        imports.append(Import("typing", ("Any",)))
+    config = LocalConfig(
+        class_name=f"{spec['class_prefix']}Config",
+        model_type=spec["model_type"],
+        mirrors=remote["config_class"],
+        default_theta=float(theta) if isinstance(theta, (int, float)) and not isinstance(theta, bool) else None,
+        fields=tuple(fields),
+        imports=tuple(imports),
+    )
+    return config, tuple(gaps)
+
+
+def _annotation(value: Any) -> str:
+    """The field's type as its default shows it (annotations are not enforced; they document)."""
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, Mapping):
+        return "dict"
+    return next((a for t, a in ANNOTATIONS if type(value) is t), "Any")
+
+
+def _model_imports(
+    attention: AttentionLayout, config_class: str, local: bool
+) -> tuple[tuple[Import, ...], tuple[Import, ...]]:
+    """model.py's transformers imports and NeMo AutoModel imports (the generated package's own modules aside)."""
     masks = ("create_causal_mask",) + (("create_sliding_window_causal_mask",) if attention.sliding != "none" else ())
     third_party = (
-        Import("transformers", (config_class,)),
+        *(() if local else (Import("transformers", (config_class,)),)),
         Import("transformers.activations", ("ACT2FN",)),
         Import("transformers.cache_utils", ("Cache", "DynamicCache")),
         Import("transformers.generation", ("GenerationMixin",)),
@@ -310,11 +386,18 @@ def _model_imports(attention: AttentionLayout, config_class: str) -> tuple[tuple
 
 def dense_layout(spec: Mapping[str, Any]) -> DenseLayout | None:
     """The dense layout of a spec (as ``ArchSpec.to_dict()`` gives it), or None without a reference inventory."""
-    hf, inventory = spec.get("hf"), spec.get("inventory")
-    if hf is None or inventory is None:
+    hf, remote, inventory = spec.get("hf"), spec.get("remote_code"), spec.get("inventory")
+    if inventory is None or (hf is None and remote is None):
         return None
     features = spec["features"]
-    fields = declared_config_fields(hf["config_class"])
+    local, config_gaps = None, ()
+    if hf is not None:
+        config_class, reference_class = hf["config_class"], hf["model_class"]
+        fields = declared_config_fields(config_class)
+    else:
+        local, config_gaps = local_config(spec, remote)
+        config_class, reference_class = local.class_name, remote["model_class"].partition(".")[2]
+        fields = frozenset(f.name for f in local.fields)
     tensors = inventory["tensors"]
     num_layers = features["num_layers"] or 0
     rows, gaps = checkpoint_tables([t["name"] for t in tensors], num_layers)
@@ -328,7 +411,7 @@ def dense_layout(spec: Mapping[str, Any]) -> DenseLayout | None:
         "kv": (att["num_kv_heads"] or 0) * (att["head_dim"] or 0) or None,
         "head_dim": att["head_dim"],
     }
-    gaps = [*gaps, *check_shapes(tensors, rows, dims)]
+    gaps = [*gaps, *check_shapes(tensors, rows, dims), *config_gaps]
     attention = attention_layout(features, layer0, fields)
     if features["norm"]["type"] != "rms" or not features["norm"]["eps_attr"]:
         gaps.append("the dense template builds RMSNorm with a config epsilon; this model normalises differently")
@@ -336,16 +419,16 @@ def dense_layout(spec: Mapping[str, Any]) -> DenseLayout | None:
         gaps.append("the dense template builds a gated MLP (gate_proj, up_proj, down_proj)")
     gaps += [f"not implemented: {u}" for u in features.get("unsupported", ())]
     names = class_names(spec["class_prefix"], spec["architecture"])
-    third_party, nemo = _model_imports(attention, hf["config_class"])
+    third_party, nemo = _model_imports(attention, config_class, local is not None)
     compared = tuple(
         (label, path)
         for label, path, needs in COMPARED_MODULES
         if needs is None or (needs == "qk_norm" and attention.qk_norm)
     )
     return DenseLayout(
-        config_class=hf["config_class"],
-        reference_class=hf["model_class"],
-        reference_alias=f"HF{hf['model_class']}",
+        config_class=config_class,
+        reference_class=reference_class,
+        reference_alias=f"HF{reference_class}",
         classes=names,
         attention=attention,
         mlp=mlp_layout(features, layer0),
@@ -358,4 +441,6 @@ def dense_layout(spec: Mapping[str, Any]) -> DenseLayout | None:
         model_imports=third_party,
         model_nemo_imports=nemo,
         gaps=tuple(dict.fromkeys(gaps)),
+        local_config=local,
+        reference_config_alias=f"HF{remote['config_class'].partition('.')[2]}" if remote is not None else None,
     )

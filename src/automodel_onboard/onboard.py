@@ -24,6 +24,8 @@ class Request:
     replace: bool = False
     allow_unsupported: bool = False
     verify: bool = True
+    # Run the local checkpoint folder's own code (auto_map) as the reference, for models transformers lacks.
+    trust_remote_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
     recovered = render.recover(dest)
     progress("reading the config and the reference inventory")
     source = load_source(request.model, request.revision)
-    spec_obj = build_spec(source, existing_models=frozenset())
+    spec_obj = build_spec(source, existing_models=frozenset(), trust_remote_code=request.trust_remote_code)
     if request.name:
         spec_obj = spec_obj.renamed(request.name, existing=frozenset())
     spec = spec_obj.to_dict()
@@ -71,6 +73,7 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
         module_name=request.name,
         dataset=request.dataset,
         replace=request.replace,
+        trust_remote_code=request.trust_remote_code,
     )
     destination = preflight.check_destination(
         dest,
@@ -106,9 +109,10 @@ def _refusals(spec: dict[str, Any], request: Request) -> list[str]:
             f"rendering the {request.kind} template although the config classifies as {spec['kind']}: "
             "the generated parity tests are expected to fail"
         )
-    if spec["kind"] not in layout.REQUIRED_SYMBOLS and (request.kind or spec["kind"]) not in layout.REQUIRED_SYMBOLS:
+    chosen = request.kind or spec["kind"]
+    if chosen not in layout.REQUIRED_SYMBOLS:
         raise OnboardError(
-            f"the {spec['kind']} template is not available yet",
+            f"the {chosen} template is not available yet",
             where="--kind",
             fix=f"templates available: {', '.join(sorted(layout.REQUIRED_SYMBOLS))}",
             code="no-template",
@@ -125,13 +129,18 @@ def _refusals(spec: dict[str, Any], request: Request) -> list[str]:
                 code="unsupported-features",
             )
         warnings.append("rendered with unimplemented features; the parity tests are expected to fail")
-    if spec["hf"] is None:
+    if spec["hf"] is None and spec.get("remote_code") is None:
         raise OnboardError(
             f"{spec['architecture']} has no transformers implementation: its only reference is remote code "
             "(auto_map), which this tool never runs, so the generated parity tests would have nothing to compare with",
             where="config.json: auto_map" if spec["custom_code"] else "config.json: model_type",
             fix="onboard a model whose architecture transformers implements, or port the reference into transformers "
-            "first",
+            "first"
+            + (
+                "; or, if you trust the model's code, pass --trust-remote-code with its local checkpoint folder"
+                if spec["custom_code"]
+                else ""
+            ),
             code="remote-code",
         )
     return warnings

@@ -317,10 +317,13 @@ def remote_reference(raw: Mapping[str, Any], remote: RemoteCode) -> RemoteRefere
     resolved = config.to_dict()
     for key, value in raw.items():
         resolved.setdefault(key, value)
+    # The class's defaults (save_pretrained writes only what differs from them); keys it does not declare keep the
+    # checkpoint's values.
+    defaults = config.to_dict()
     try:
-        defaults = config_cls().to_dict()
+        defaults.update(config_cls().to_dict())
     except Exception:  # a class without usable defaults: the checkpoint's own values stand in
-        defaults = dict(config.to_dict())
+        pass
     base = set(PreTrainedConfig().to_dict())
     return RemoteReference(
         code=remote,

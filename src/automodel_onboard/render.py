@@ -37,6 +37,7 @@ class Answers:
     dataset: str
     revision: str = ""
     replace: bool = False
+    trust_remote_code: bool = False
 
     def data(self) -> dict[str, Any]:
         return {
@@ -46,6 +47,7 @@ class Answers:
             "kind": self.kind,
             "dataset": self.dataset,
             "replace": self.replace,
+            "trust_remote_code": self.trust_remote_code,
         }
 
 
@@ -262,4 +264,5 @@ def answers_for(spec: Mapping[str, Any], model: str, **overrides: Any) -> Answer
         kind=kind,
         dataset=overrides.get("dataset") or recipes.default_dataset(kind),
         replace=bool(overrides.get("replace")),
+        trust_remote_code=bool(overrides.get("trust_remote_code")),
     )
