@@ -8,25 +8,18 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import Environment
 
+from automodel_onboard.spec import plain
+
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()<>#+!|])")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def py(value: Any) -> str:
     """A Python literal of JSON-like data (``repr`` escapes quotes, newlines and NULs in strings)."""
-    value = _plain(value)
+    value = plain(value)
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         raise ValueError(f"{value!r} has no Python literal")
     return repr(value)
@@ -34,7 +27,7 @@ def py(value: Any) -> str:
 
 def yaml(value: Any) -> str:
     """A YAML flow scalar or collection: JSON is a subset of YAML, so json.dumps is always safe."""
-    return json.dumps(_plain(value), ensure_ascii=True)
+    return json.dumps(plain(value), ensure_ascii=True)
 
 
 def md(value: Any) -> str:

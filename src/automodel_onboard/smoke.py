@@ -243,8 +243,13 @@ def _verified(row: Callable[..., Row], kind: str, dest: Path, module_name: str) 
     seconds = time.perf_counter() - started
     if result.passed and result.verdicts:
         return row(kind, PASSED, result.max_logit_diff, seconds)
-    failing = next((v for v in result.verdicts if v.outcome in ("failed", "error")), None)
-    notes = f"{failing.name}: {failing.message.splitlines()[0] if failing.message else ''}" if failing else ""
+    failing = [v for v in result.verdicts if v.outcome in ("failed", "error")]
+    if result.first_diverging:
+        notes = f"{len(failing)} tests failed; hidden states diverge first at {result.first_diverging}"
+    elif failing:
+        notes = f"{failing[0].name}: {failing[0].message.splitlines()[0] if failing[0].message else ''}"
+    else:
+        notes = ""
     notes = notes or (result.output.strip().splitlines() or ["no tests collected"])[-1]
     return row(kind, FAILED, result.max_logit_diff, seconds, notes)
 

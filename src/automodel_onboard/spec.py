@@ -65,7 +65,7 @@ class ArchSpec:
     remote_code: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
+        return plain(self)
 
     def renamed(self, module_name: str, existing: frozenset[str] | None = None) -> ArchSpec:
         """The same spec under another module name (validated, collision re-checked)."""
@@ -77,13 +77,14 @@ class ArchSpec:
         return json.dumps(self.to_dict(), **kwargs)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """Dataclasses, mappings and sequences as JSON-like dicts and lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
