@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from conftest import ROOT, load_config
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from automodel_onboard.cli import main
@@ -75,20 +75,20 @@ def _spec_or_our_error(config: dict, **kwargs) -> None:
     json.dumps(spec.to_dict())
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(CONFIGS)
 def test_random_configs_give_a_spec_or_our_error(config):
     _spec_or_our_error(config, with_inventory=False)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(KNOWN_KEYS), JSON, max_size=3))
 def test_mutated_real_config_with_the_reference(overrides):
     """The reference class and the tiny model see the odd values too: still only our error."""
     _spec_or_our_error({**LLAMA, **overrides}, with_inventory=True)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(CONFIGS)
 def test_json_errors_are_json(tmp_path_factory, config):
     path = tmp_path_factory.mktemp("cfg") / "config.json"
@@ -116,8 +116,11 @@ BASES = [
 ]
 
 
-@settings(max_examples=300, deadline=None)
+# Derandomized so CI is repeatable; the examples are inputs random runs found once and must keep passing.
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(st.sampled_from(BASES), st.dictionaries(st.sampled_from(KNOWN_KEYS), JSON, max_size=4), st.booleans())
+@example(BASES[1], {"layer_types": None}, False)
+@example(BASES[0], {"max_window_layers": "8"}, False)
 def test_mutated_corpus_configs_give_a_spec_or_our_error(base, overrides, nested):
     config = json.loads(json.dumps(base))
     target = config.get("text_config") if nested and isinstance(config.get("text_config"), dict) else config

@@ -312,7 +312,10 @@ def local_config(spec: Mapping[str, Any], remote: Mapping[str, Any]) -> tuple[Lo
     """The local config class mirroring the remote one, and the gaps (keys that cannot be Python fields)."""
     from transformers import PreTrainedConfig
 
-    owned = FILE_KEYS | set(dir(PreTrainedConfig)) | set(ROPE_KEYS)
+    # What the base class owns, by its non-None members: NeMo AutoModel sets ``PretrainedConfig.pad_token_id = None``
+    # on import, which must not turn a model's own field into a base-class one.
+    base = {name for name in dir(PreTrainedConfig) if getattr(PreTrainedConfig, name, None) is not None}
+    owned = FILE_KEYS | base | set(ROPE_KEYS)
     fields, gaps = [], []
     defaults = remote["config_defaults"]
     for name, default in sorted(defaults.items()):

@@ -127,11 +127,11 @@ def _shrink_text(node: dict[str, Any], features: Features) -> int:
     if att.layer_types:
         node["layer_types"] = list(att.layer_types) + [att.layer_types[-1]] * max(0, 2 - len(att.layer_types))
         num_layers = len(node["layer_types"])
-    if "max_window_layers" in node:
-        node["max_window_layers"] = min(int(node["max_window_layers"] or 0), num_layers // 2 or 1)
+    if isinstance(node.get("max_window_layers"), int):
+        node["max_window_layers"] = min(node["max_window_layers"], num_layers // 2 or 1)
     if features.moe is not None:
         num_layers = max(num_layers, _shrink_moe(node, features))
-        if "layer_types" in node:
+        if isinstance(node.get("layer_types"), list):
             node["layer_types"] = (node["layer_types"] * num_layers)[:num_layers]
     _set(node, "num_layers", num_layers)
     rope = node.get("rope_scaling") or node.get("rope_parameters")
