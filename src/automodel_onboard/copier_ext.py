@@ -1,12 +1,12 @@
 """Copier glue: Jinja filters that expose the architecture spec to ``copier.yml``.
 
 Copier evaluates question defaults and validators as Jinja; these filters turn them into calls of the spec
-builder, so every decision stays in Python. Specs are cached per process: Copier renders defaults more than once.
+builder, so every decision stays in Python. Specs are cached per process: Copier renders defaults more than
+once, and ``automodel-onboard new`` renders the spec it has already built.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,23 @@ from jinja2.ext import Extension
 from automodel_onboard import layout, naming, preflight, recipes
 from automodel_onboard.errors import OnboardError
 
+_SPECS: dict[tuple[str, str, tuple[int, int] | None, bool], Any] = {}
 
-@functools.lru_cache(maxsize=8)
-def _spec(model: str, revision: str, stamp: tuple[int, int] | None, trust_remote_code: bool) -> Any:
-    from automodel_onboard.source import load_source
-    from automodel_onboard.spec import build_spec
 
-    return build_spec(load_source(model, revision or None), trust_remote_code=trust_remote_code)
+def cached_spec(model: str, revision: str, trust_remote_code: bool) -> Any:
+    """The spec of a model, built once per process for each (model, revision, file contents, trust) key."""
+    key = (model, revision, _stamp(model), trust_remote_code)
+    if key not in _SPECS:
+        from automodel_onboard.source import load_source
+        from automodel_onboard.spec import build_spec
+
+        _SPECS[key] = build_spec(load_source(model, revision or None), trust_remote_code=trust_remote_code)
+    return _SPECS[key]
+
+
+def remember_spec(model: str, revision: str, trust_remote_code: bool, spec: Any) -> None:
+    """A spec the caller has already built for these answers, so Copier's questions do not build it again."""
+    _SPECS[(model, revision, _stamp(model), trust_remote_code)] = spec
 
 
 def _stamp(model: str) -> tuple[int, int] | None:
@@ -39,7 +49,7 @@ def _stamp(model: str) -> tuple[int, int] | None:
 
 def spec_dict(model: str, revision: str = "", module_name: str = "", trust_remote_code: bool = False) -> dict[str, Any]:
     """The spec as templates see it; a chosen module name replaces the derived one without rebuilding."""
-    spec = _spec(model, revision or "", _stamp(model), bool(trust_remote_code))
+    spec = cached_spec(model, revision or "", bool(trust_remote_code))
     if module_name and module_name != spec.module_name:
         spec = spec.renamed(module_name)
     return spec.to_dict()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from automodel_onboard import layout, preflight, render, verify
+from automodel_onboard import copier_ext, layout, preflight, render, verify
 from automodel_onboard.errors import OnboardError
 
 Progress = Callable[[str], None]
@@ -50,31 +50,28 @@ def model_argument(model: str) -> str:
 
 def new(request: Request, progress: Progress = _quiet) -> Report:
     """Onboard one model; raises OnboardError (destination untouched) on any refusal or failure."""
-    from automodel_onboard.source import load_source
-    from automodel_onboard.spec import build_spec
-
     dest = request.dest.resolve()
     preflight.require_checkout(dest)
     recovered = render.recover(dest)
     progress("reading the config and the reference inventory")
-    source = load_source(request.model, request.revision)
-    spec_obj = build_spec(source, existing_models=frozenset(), trust_remote_code=request.trust_remote_code)
-    if request.name:
-        spec_obj = spec_obj.renamed(request.name, existing=frozenset())
+    model = model_argument(request.model)
+    built = copier_ext.cached_spec(model, request.revision or "", request.trust_remote_code)
+    spec_obj = built.renamed(request.name, existing=frozenset()) if request.name else built
     spec = spec_obj.to_dict()
     warnings = list(_refusals(spec, request))
     if recovered:
         warnings.insert(0, "an earlier onboarding in this checkout was interrupted; its partial files were removed")
     answers = render.answers_for(
         spec,
-        model_argument(request.model),
+        model,
         kind=request.kind,
-        revision=source.revision,
+        revision=built.revision,
         module_name=request.name,
         dataset=request.dataset,
         replace=request.replace,
         trust_remote_code=request.trust_remote_code,
     )
+    copier_ext.remember_spec(answers.model, answers.revision, answers.trust_remote_code, built)
     destination = preflight.check_destination(
         dest,
         spec,

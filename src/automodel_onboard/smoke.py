@@ -208,15 +208,13 @@ def module_name_for(case: Case, model_type: str | None) -> str:
 
 def run_case(case: Case, pristine: Path, work: Path) -> Row:
     """Onboard ``case`` into a copy of the ``pristine`` checkout under ``work`` and run its generated tests."""
-    from automodel_onboard import onboard
-    from automodel_onboard.source import load_source
-    from automodel_onboard.spec import build_spec
+    from automodel_onboard import copier_ext, onboard
 
     def row(kind: str, verdict: str, diff: float | None = None, seconds: float | None = None, notes: str = "") -> Row:
         return Row(case.case_id, case.source, kind, verdict, diff, seconds, notes[:200])
 
     try:
-        spec = build_spec(load_source(str(case.config)), existing_models=frozenset())
+        spec = copier_ext.cached_spec(onboard.model_argument(str(case.config)), "", False)
     except OnboardError as err:
         return row(
             "unsupported" if err.code.startswith("unsupported") else "-", f"{REFUSED}: {err.code}", notes=err.what
