@@ -22,7 +22,7 @@ DEFAULT_CONFIGS = (
     ROOT / "tests" / "fixtures" / "configs" / "meta-llama__Llama-4-Maverick-17B-128E-Instruct.json",
 )
 PROBE = (
-    "import sys, io; from automodel_onboard.cli import main; "
+    "import sys, io; from automodel_onboard.commands.cli import main; "
     "code = main(sys.argv[1:], out=io.StringIO()); "
     "print('torch' in sys.modules); sys.exit(code)"
 )

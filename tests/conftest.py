@@ -66,7 +66,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     """The installed console entry point in a fresh interpreter (its own environment, its own imports)."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "automodel_onboard.cli", *args],
+        [sys.executable, "-m", "automodel_onboard.commands.cli", *args],
         capture_output=True,
         text=True,
         env=full_env,
@@ -77,7 +77,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 
 @pytest.fixture(scope="session")
 def pristine(tmp_path_factory):
-    from automodel_onboard.sandbox import make_sandbox
+    from automodel_onboard.destination.sandbox import make_sandbox
 
     return make_sandbox(tmp_path_factory.mktemp("pristine") / "checkout")
 

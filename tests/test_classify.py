@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import LABELS, load_config
 
-from automodel_onboard.classify import classify
 from automodel_onboard.errors import OnboardError
+from automodel_onboard.model.classify import classify
 
 
 @pytest.mark.parametrize("name", sorted(LABELS))

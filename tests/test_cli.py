@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import CONFIGS, ROOT, SPEC_KEYS, run_cli
 
-from automodel_onboard.cli import main
+from automodel_onboard.commands.cli import main
 
 EXAMPLE = ROOT / "examples" / "configs" / "Qwen3-0.6B.json"
 
@@ -62,7 +62,7 @@ def test_invalid_input_exits_2(tmp_path):
 
 def test_classify_without_inventory_never_imports_torch():
     probe = (
-        "import sys, io; from automodel_onboard.cli import main; "
+        "import sys, io; from automodel_onboard.commands.cli import main; "
         f"code = main(['classify', {str(EXAMPLE)!r}, '--no-inventory'], out=io.StringIO()); "
         "heavy = sorted(m for m in ('torch', 'transformers', 'huggingface_hub') if m in sys.modules); "
         "print(code, heavy)"

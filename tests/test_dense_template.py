@@ -18,94 +18,43 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, load_config
 
-from automodel_onboard.layout import REQUIRED_SYMBOLS
+from automodel_onboard import kinds
+from automodel_onboard.layout import matrix
 
 copier = pytest.importorskip("copier")
 
 RUFF = [sys.executable, "-m", "ruff"]
 RUFF_RULES = ["--line-length", "120", "--select", "E,F,W,I,B,UP"]
+# The real dense families, by module name, in two checkouts: Llama 2 and Llama 3.2 share an architecture, and the
+# registry maps each architecture once per checkout.
+FIXTURES = {
+    "a": {
+        "qwen2_gen": "Qwen__Qwen2-0.5B.json",
+        "qwen3_gen": "Qwen__Qwen3-0.6B.json",
+        "llama2_gen": "meta-llama__Llama-2-7b-hf.json",
+        "mistral_nemo_gen": "mistralai__Mistral-Nemo-Base-2407.json",
+    },
+    "b": {"llama3_gen": "meta-llama__Llama-3.2-3B.json"},
+}
 
 
-def _variant(base: str, architecture: str, **changes) -> dict:
-    config = copy.deepcopy(load_config(base))
-    config.update(changes, architectures=[architecture])
-    return config
+def _synthetic(case: matrix.Synthetic) -> tuple[str, dict]:
+    """A matrix case under an architecture of its own ("llama-mqa" -> LlamaMqaForCausalLM)."""
+    config = copy.deepcopy(case.config())
+    config["architectures"] = ["".join(p.capitalize() for p in case.case_id.split("-")) + "ForCausalLM"]
+    return case.case_id.replace("-", "_") + "_gen", config
 
 
-# (module name, config) per checkout: architectures are unique within one checkout, as the registry maps each once.
+# (module name, config) per checkout: the real dense families and the whole dense synthetic matrix, split in two.
+SYNTHETIC = [_synthetic(case) for case in matrix.CASES["dense"]]
+SPLIT = {"a": SYNTHETIC[:5], "b": SYNTHETIC[5:]}  # nine models in each checkout
 CHECKOUTS: dict[str, tuple[tuple[str, dict], ...]] = {
-    "a": (
-        ("qwen2_gen", load_config("Qwen__Qwen2-0.5B.json")),
-        ("qwen3_gen", load_config("Qwen__Qwen3-0.6B.json")),
-        ("llama2_gen", load_config("meta-llama__Llama-2-7b-hf.json")),
-        ("mistral_nemo_gen", load_config("mistralai__Mistral-Nemo-Base-2407.json")),
-        # Biases switched on by the config flags, tied embeddings.
-        (
-            "llama_bias_gen",
-            _variant(
-                "meta-llama__Llama-2-7b-hf.json",
-                "LlamaBiasForCausalLM",
-                attention_bias=True,
-                mlp_bias=True,
-                tie_word_embeddings=True,
-            ),
-        ),
-        # One sliding window on every layer (the tiny config shrinks it below the test sequence length).
-        (
-            "mistral_window_gen",
-            _variant("mistralai__Mistral-Nemo-Base-2407.json", "MistralWindowForCausalLM", sliding_window=4096),
-        ),
-    ),
-    "b": (
-        ("llama3_gen", load_config("meta-llama__Llama-3.2-3B.json")),
-        # Sliding and full attention layers mixed through layer_types.
-        (
-            "qwen2_mixed_gen",
-            _variant(
-                "Qwen__Qwen2-0.5B.json",
-                "Qwen2MixedForCausalLM",
-                use_sliding_window=True,
-                sliding_window=4096,
-                layer_types=["sliding_attention", "full_attention"] * 12,
-            ),
-        ),
-        # Linear RoPE scaling with a single key/value head (MQA).
-        (
-            "llama_linear_gen",
-            _variant(
-                "meta-llama__Llama-2-7b-hf.json",
-                "LlamaLinearForCausalLM",
-                num_key_value_heads=1,
-                rope_scaling={"rope_type": "linear", "factor": 2.0},
-            ),
-        ),
-        # Dynamic NTK RoPE and an explicit head_dim that differs from hidden_size / heads.
-        (
-            "llama_dynamic_gen",
-            _variant(
-                "meta-llama__Llama-2-7b-hf.json",
-                "LlamaDynamicForCausalLM",
-                head_dim=64,
-                rope_scaling={"rope_type": "dynamic", "factor": 2.0},
-            ),
-        ),
-        # YaRN RoPE, grouped-query attention.
-        (
-            "llama_yarn_gen",
-            _variant(
-                "meta-llama__Llama-2-7b-hf.json",
-                "LlamaYarnForCausalLM",
-                num_key_value_heads=8,
-                max_position_embeddings=16384,
-                rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096},
-            ),
-        ),
-    ),
+    key: (*((name, load_config(file)) for name, file in FIXTURES[key].items()), *SPLIT[key]) for key in FIXTURES
 }
 
 
 def make_checkout(dest: Path) -> Path:
-    from automodel_onboard.sandbox import make_sandbox
+    from automodel_onboard.destination.sandbox import make_sandbox
 
     return make_sandbox(dest)
 
@@ -176,8 +125,8 @@ def _generated_dirs(dest: Path, module_name: str) -> list[Path]:
 
 
 def test_nemo_imports_are_declared(checkouts):
-    """Every ``from nemo_automodel... import X`` in the rendered files is in REQUIRED_SYMBOLS["dense"], and back."""
-    declared = set(REQUIRED_SYMBOLS["dense"])
+    """Every ``from nemo_automodel... import X`` in the rendered files is in the dense kind's symbols, and back."""
+    declared = set(kinds.get("dense").symbols)
     used: set[tuple[str, str]] = set()
     for key, dest in checkouts.items():
         for module_name, _ in CHECKOUTS[key]:

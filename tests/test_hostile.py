@@ -13,9 +13,9 @@ from conftest import ROOT, load_config
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from automodel_onboard.cli import main
+from automodel_onboard.commands.cli import main
 from automodel_onboard.errors import OnboardError
-from automodel_onboard.spec import ArchSpec, build_spec
+from automodel_onboard.model.spec import ArchSpec, build_spec
 
 KNOWN_KEYS = (
     "architectures",
@@ -175,7 +175,7 @@ def test_hostile_strings_render_inert(checkout, tmp_path):
     """Every hostile value reaches the generated test as data: the files parse and the literal round-trips."""
     import ast
 
-    from automodel_onboard import onboard
+    from automodel_onboard.commands import new as onboard
 
     config = _hostile_config(load_config("Qwen__Qwen3-0.6B.json"))
     source = tmp_path / "hostile" / "config.json"
@@ -215,7 +215,7 @@ def test_hostile_strings_render_inert(checkout, tmp_path):
 def test_hostile_names_are_refused_before_the_destination_is_touched(checkout, tmp_path, field, value, code):
     from conftest import snapshot
 
-    from automodel_onboard import onboard
+    from automodel_onboard.commands import new as onboard
 
     config = {**load_config("Qwen__Qwen3-0.6B.json"), field: value}
     source = tmp_path / "config.json"
@@ -229,7 +229,7 @@ def test_hostile_names_are_refused_before_the_destination_is_touched(checkout, t
 
 @pytest.mark.parametrize("name", ["class", "Qwen3", "qwen-3", "../x", "x\n", "nemo\x00", "a" * 64])
 def test_hostile_module_names_are_refused(checkout, name):
-    from automodel_onboard import onboard
+    from automodel_onboard.commands import new as onboard
 
     with pytest.raises(OnboardError) as info:
         onboard.new(onboard.Request(model=str(ROOT_EXAMPLE), dest=checkout, name=name, replace=True, verify=False))

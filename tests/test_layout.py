@@ -8,8 +8,11 @@ import importlib
 import pytest
 from conftest import load_config
 
-from automodel_onboard import layout
-from automodel_onboard.spec import build_spec
+from automodel_onboard import kinds
+from automodel_onboard.errors import OnboardError
+from automodel_onboard.layout import checkpoint, dense
+from automodel_onboard.model.reference import Tensor
+from automodel_onboard.model.spec import build_spec
 
 DENSE = (
     "Qwen__Qwen2-0.5B.json",
@@ -24,19 +27,19 @@ DENSE = (
 def spec():
     cache = {}
 
-    def get(name, **changes):
-        key = (name, repr(sorted(changes.items())))
+    def get(name, kind="dense", **changes):
+        key = (name, kind, repr(sorted(changes.items())))
         if key not in cache:
             raw = copy.deepcopy(load_config(name))
             raw.update(changes)
-            cache[key] = build_spec(raw, existing_models=frozenset()).to_dict()
+            cache[key] = build_spec(raw, existing_models=frozenset()).for_kind(kind).to_dict()
         return cache[key]
 
     return get
 
 
 def test_required_symbols_exist_in_the_installed_package():
-    for module, name in layout.REQUIRED_SYMBOLS["dense"]:
+    for module, name in kinds.get("dense").symbols:
         assert hasattr(importlib.import_module(module), name), f"{module}.{name}"
 
 
@@ -45,7 +48,8 @@ def test_dense_fixtures_have_no_gaps(spec, name):
     lay = spec(name)["layout"]
     assert lay["gaps"] == []
     assert lay["classes"]["causal_lm"] == spec(name)["architecture"]
-    hf_names = {t["hf"] for t in lay["tensors"]}
+    hf_names = {name for t in lay["tensors"] for name in t["hf"] or [t["nemo"]]}
+    assert all(t["hf"] == [] for t in lay["tensors"]), "the dense model keeps the checkpoint's names"
     assert {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"} <= hf_names
 
 
@@ -61,16 +65,17 @@ def test_llama_biases_follow_the_config_flag(spec):
     lay = spec("meta-llama__Llama-2-7b-hf.json", attention_bias=True, mlp_bias=True)["layout"]
     assert lay["attention"]["shared_bias"] == "config.attention_bias"
     assert lay["mlp"]["bias"] == "config.mlp_bias"
-    assert "model.layers.{layer}.self_attn.o_proj.bias" in {t["hf"] for t in lay["tensors"]}
+    assert "model.layers.{layer}.self_attn.o_proj.bias" in {t["nemo"] for t in lay["tensors"]}
 
 
 def test_qwen3_has_qk_norm_and_compares_it(spec):
     lay = spec("Qwen__Qwen3-0.6B.json")["layout"]
     assert lay["attention"]["qk_norm"] is True
     assert lay["attention"]["head_dim"] == "config.head_dim"
-    labels = [label for label, _ in lay["compared_modules"]]
+    labels = [c["label"] for c in lay["compared_modules"]]
     assert "q_norm" in labels and "k_norm" in labels
-    assert "q_norm" not in [label for label, _ in spec("meta-llama__Llama-2-7b-hf.json")["layout"]["compared_modules"]]
+    assert all(c["path"] == c["reference"] for c in lay["compared_modules"])
+    assert "q_norm" not in [c["label"] for c in spec("meta-llama__Llama-2-7b-hf.json")["layout"]["compared_modules"]]
 
 
 def test_sliding_window_only_where_the_reference_config_declares_it(spec):
@@ -88,10 +93,10 @@ def test_tied_head_is_recorded(spec):
 
 
 def test_checkpoint_tables_abstract_layers_and_report_gaps():
-    names = [f"model.layers.{i}.{s}" for i in range(2) for s, _ in layout.LAYER_TENSORS[:2]]
+    names = [f"model.layers.{i}.{s}" for i in range(2) for s, _ in dense.TENSORS.layer_tensors[:2]]
     names += ["model.embed_tokens.weight", "model.norm.weight", "model.layers.1.extra.weight", "vision.x"]
-    rows, gaps = layout.checkpoint_tables(names, 2)
-    assert [r.hf for r in rows if "{layer}" in r.hf] == [
+    rows, gaps = checkpoint.match(dense.TENSORS, names, 2)
+    assert [r.nemo for r in rows if "{layer}" in r.nemo] == [
         "model.layers.{layer}.input_layernorm.weight",
         "model.layers.{layer}.self_attn.q_proj.weight",
     ]
@@ -100,14 +105,31 @@ def test_checkpoint_tables_abstract_layers_and_report_gaps():
 
 
 def test_moe_experts_are_gaps_reported_once_per_kind(spec):
-    gaps = spec("Qwen__Qwen3-235B-A22B.json")["layout"]["gaps"]
+    gaps = spec("Qwen__Qwen3-235B-A22B.json", "dense")["layout"]["gaps"]
     experts = [g for g in gaps if ".experts." in g]
     assert experts and all("experts.{n}." in g for g in experts)
     assert len(experts) == 3
 
 
 def test_shape_mismatch_is_a_gap():
-    rows = (layout.CheckpointTensor("model.norm.weight", "model.norm.weight", ("hidden",)),)
-    inventory = [{"name": "model.norm.weight", "shape": [7]}]
-    assert layout.check_shapes(inventory, rows, {"hidden": 8})
-    assert not layout.check_shapes(inventory, rows, {"hidden": 7})
+    rows = (checkpoint.CheckpointTensor("model.norm.weight", ("hidden",)),)
+    inventory = [Tensor("model.norm.weight", (7,), "float32")]
+    (gap,) = checkpoint.check_shapes(inventory, rows, {"hidden": 8}, "dense")
+    assert gap == "checkpoint tensor model.norm.weight has shape (7,), the dense template builds (8,) (hidden)"
+    assert not checkpoint.check_shapes(inventory, rows, {"hidden": 7}, "dense")
+
+
+def test_a_moe_verdict_has_no_layout_until_its_template_lands():
+    spec = build_spec(load_config("Qwen__Qwen3-235B-A22B.json"), existing_models=frozenset())
+    assert spec.kind == "moe" and spec.layout is None
+    with pytest.raises(OnboardError) as info:
+        spec.for_kind("moe")
+    assert info.value.code == "no-template"
+
+
+def test_traits_a_kind_does_not_implement_are_its_gaps(spec):
+    """Facts stay in the features; the dense layout turns the traits it does not build into gaps."""
+    phi = spec("microsoft__phi-2.json")
+    assert {t["key"] for t in phi["features"]["traits"]} >= {"partial_rotary", "layernorm"}
+    assert any(g.startswith("partial rotary embeddings") for g in phi["layout"]["gaps"])
+    assert dense.IMPLEMENTED_TRAITS.isdisjoint({t["key"] for t in phi["features"]["traits"]})

@@ -9,9 +9,13 @@ from pathlib import Path
 import pytest
 from conftest import CONFIGS, ROOT, snapshot
 
-from automodel_onboard import layout, onboard, preflight, render
-from automodel_onboard.cli import main
+from automodel_onboard import kinds
+from automodel_onboard.commands import new as onboard
+from automodel_onboard.commands.cli import main
+from automodel_onboard.destination import journal
+from automodel_onboard.destination.checkout import MODELS, Checkout, missing_symbols
 from automodel_onboard.errors import OnboardError
+from automodel_onboard.render import copier_run
 
 QWEN3 = ROOT / "examples" / "configs" / "Qwen3-0.6B.json"
 
@@ -52,11 +56,11 @@ def test_existing_model_folder_is_refused(checkout, name, clash):
 
 
 def test_case_only_difference_is_a_collision(checkout):
-    folder = checkout / preflight.MODELS / "Toy_Model"
+    folder = checkout / MODELS / "Toy_Model"
     folder.mkdir()
     spec = {"kind": "dense", "org": "qwen", "architecture": "ToyForCausalLM"}
     with pytest.raises(OnboardError, match="differs from 'toy_model' only in case"):
-        preflight.check_destination(checkout, spec, module_name="toy_model", dataset="hellaswag", symbols=())
+        Checkout(checkout).check(spec, module_name="toy_model", kind=kinds.get("dense"), symbols=())
 
 
 def test_missing_symbols_are_named_before_anything_is_written(checkout):
@@ -75,7 +79,7 @@ def test_the_dense_symbol_table_matches_the_installed_package():
     import importlib.util
 
     site = Path(importlib.util.find_spec("nemo_automodel").origin).parents[1]
-    assert preflight.missing_symbols(site, layout.REQUIRED_SYMBOLS["dense"]) == []
+    assert missing_symbols(site, kinds.get("dense").symbols) == []
 
 
 def test_unimplemented_features_are_refused_with_the_list(checkout):
@@ -97,13 +101,13 @@ def test_remote_code_only_models_are_refused(checkout):
 def test_dirty_work_tree_is_reported_before_rendering(checkout):
     (checkout / "notes.txt").write_text("mine")
     spec = {"kind": "dense", "org": "qwen", "architecture": "ToyForCausalLM"}
-    found = preflight.check_destination(checkout, spec, module_name="toy", dataset="hellaswag", symbols=())
+    found = Checkout(checkout).check(spec, module_name="toy", kind=kinds.get("dense"), symbols=())
     assert found.dirty == ("notes.txt",)
 
 
 def test_failure_while_installing_rolls_back(checkout, monkeypatch):
     before = snapshot(checkout)
-    real_copy = render._atomic_copy
+    real_copy = journal._copy_in
     calls = []
 
     def failing_copy(source, target):
@@ -112,7 +116,7 @@ def test_failure_while_installing_rolls_back(checkout, monkeypatch):
             raise OSError("disk full")
         real_copy(source, target)
 
-    monkeypatch.setattr(render, "_atomic_copy", failing_copy)
+    monkeypatch.setattr(journal, "_copy_in", failing_copy)
     with pytest.raises(OSError, match="disk full"):
         onboard.new(_request(checkout, replace=True))
     assert len(calls) == 3
@@ -121,10 +125,8 @@ def test_failure_while_installing_rolls_back(checkout, monkeypatch):
 
 def test_failing_registry_task_writes_nothing(checkout, monkeypatch):
     """The registry task refuses in the staging copy (a conflict the checks were told to overlook): nothing lands."""
-    real_check = preflight.check_destination
-    monkeypatch.setattr(
-        onboard.preflight, "check_destination", lambda *a, **k: real_check(*a, **{**k, "replace": True})
-    )
+    real_check = Checkout.check
+    monkeypatch.setattr(Checkout, "check", lambda *a, **k: real_check(*a, **{**k, "replace": True}))
     before = snapshot(checkout)
     with pytest.raises(OnboardError) as info:
         onboard.new(_request(checkout, replace=False))
@@ -151,13 +153,13 @@ def test_new_renders_registers_and_reports(checkout):
         "nemo_automodel/_transformers/registry.py",
         *(p for p in files if "qwen3_gen" in p),
     }
-    answers = (checkout / preflight.MODELS / "qwen3_gen" / ".copier-answers.yml").read_text()
+    answers = (checkout / MODELS / "qwen3_gen" / ".copier-answers.yml").read_text()
     assert f"model: {QWEN3}" in answers and "replace: true" in answers
 
 
 def test_answers_default_from_the_spec():
     spec = {"kind": "moe", "module_name": "qwen3_moe"}
-    answers = render.answers_for(spec, "Qwen/Qwen3-30B-A3B")
+    answers = copier_run.answers_for(spec, "Qwen/Qwen3-30B-A3B")
     assert (answers.module_name, answers.kind, answers.dataset, answers.replace) == (
         "qwen3_moe",
         "moe",
@@ -169,11 +171,11 @@ def test_answers_default_from_the_spec():
 KILL_AFTER = """
 import os, signal, sys
 from pathlib import Path
-from automodel_onboard import render
-from automodel_onboard.cli import main
+from automodel_onboard.commands.cli import main
+from automodel_onboard.destination import journal
 
 calls = []
-real = render._atomic_copy
+real = journal._copy_in
 
 def dying_copy(source, target):
     calls.append(target)
@@ -183,7 +185,7 @@ def dying_copy(source, target):
         os.kill(os.getpid(), signal.SIGKILL)
     real(source, target)
 
-render._atomic_copy = dying_copy
+journal._copy_in = dying_copy
 main(["new", sys.argv[2], "--dest", sys.argv[3], "--name", "qwen3_gen", "--replace", "--no-verify"])
 """
 
@@ -202,8 +204,8 @@ def test_killed_between_writes_is_rolled_back_by_the_next_run(checkout, tmp_path
     assert snapshot(checkout) != before, "the kill left partial files behind"
     os.environ["XDG_CACHE_HOME"] = env["XDG_CACHE_HOME"]
     try:
-        assert render.recover(checkout)
-        assert not render.recover(checkout), "the journal is gone once rolled back"
+        assert journal.recover(checkout)
+        assert not journal.recover(checkout), "the journal is gone once rolled back"
     finally:
         del os.environ["XDG_CACHE_HOME"]
     assert snapshot(checkout) == before
@@ -260,8 +262,8 @@ def test_plain_copier_copy_checks_renders_and_registers(checkout):
     assert snapshot(checkout) == before
     done = subprocess.run([*copy, *answers, "-d", "replace=true"], cwd=checkout, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (checkout / preflight.MODELS / "qwen3_gen" / "model.py").is_file()
-    registry = preflight.registry_path(checkout).read_text()
+    assert (checkout / MODELS / "qwen3_gen" / "model.py").is_file()
+    registry = Checkout(checkout).registry.read_text()
     assert '("nemo_automodel.components.models.qwen3_gen.model", "Qwen3ForCausalLM")' in registry
 
 

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from automodel_onboard import registry_patch, registry_task
+from automodel_onboard.destination import registry_patch, registry_task
+from automodel_onboard.destination.registry_patch import patch_registry, read_registry, unpatch_registry
+from automodel_onboard.destination.sandbox import installed_package_dir, make_sandbox
 from automodel_onboard.errors import OnboardError
-from automodel_onboard.registry_patch import patch_registry, read_registry, unpatch_registry
-from automodel_onboard.sandbox import installed_package_dir, make_sandbox
 
 REAL_REGISTRY = installed_package_dir() / "_transformers" / "registry.py"
 TOY_MODULE = "nemo_automodel.components.models.toy_dense.model"
@@ -438,8 +438,10 @@ def test_task_reports_a_conflict_and_replaces_on_request(sandbox: Path, monkeypa
     assert err.startswith("error: ") and DEEPSEEK_V3[0] in err and "--replace" in err
     assert registry.read_bytes() == data
 
-    monkeypatch.setenv(registry_task.REPLACE_ENV, "1")
-    assert run_task(sandbox, monkeypatch, *argv, architecture="DeepseekV3ForCausalLM") == 0
+    assert run_task(sandbox, monkeypatch, *argv, "--replace=False", architecture="DeepseekV3ForCausalLM") == 2
+    assert registry.read_bytes() == data
+    capsys.readouterr()
+    assert run_task(sandbox, monkeypatch, *argv, "--replace=True", architecture="DeepseekV3ForCausalLM") == 0
     assert f"re-pointed the architecture entry from {DEEPSEEK_V3[0]}.{DEEPSEEK_V3[1]}" in capsys.readouterr().out
     assert read_registry(registry).arch_mapping["DeepseekV3ForCausalLM"] == (TOY_MODULE, TOY_ARCH)
     unpatch_registry(registry, architecture="DeepseekV3ForCausalLM", restore=DEEPSEEK_V3)

@@ -18,11 +18,12 @@ import pytest
 import yaml
 from conftest import load_config, snapshot
 
-from automodel_onboard import copier_ext, onboard
-from automodel_onboard.cli import main
+from automodel_onboard.commands import new as onboard
+from automodel_onboard.commands.cli import main
 from automodel_onboard.errors import OnboardError
-from automodel_onboard.source import load_source
-from automodel_onboard.spec import build_spec
+from automodel_onboard.model.source import load_source
+from automodel_onboard.model.spec import build_spec
+from automodel_onboard.render import copier_ext
 
 RUFF_RULES = ["--line-length", "120", "--select", "E,F,W,I,B,UP"]
 
@@ -260,7 +261,7 @@ def test_trusted_folder_is_onboarded_and_its_tests_run_the_folders_code(checkout
 
 
 def test_local_config_fields_are_decided_from_the_remote_defaults():
-    from automodel_onboard.layout import local_config
+    from automodel_onboard.layout.common import local_config
 
     defaults = {
         "hidden_size": 64,
@@ -273,7 +274,7 @@ def test_local_config_fields_are_decided_from_the_remote_defaults():
         "not-a-name": 1,
     }
     remote = {"config_class": "configuration_toy.ToyConfig", "config_defaults": defaults}
-    config, gaps = local_config({"class_prefix": "Toy", "model_type": "toy"}, remote)
+    config, gaps = local_config("Toy", "toy", remote)
     fields = {f.name: f for f in config.fields}
     assert list(fields) == ["eos_token_id", "hidden_size", "pad_token_id", "rope_parameters"]
     assert (fields["eos_token_id"].annotation, fields["eos_token_id"].factory) == ("list", True)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from automodel_onboard.destination.sandbox import CHECKOUT_DIRS, installed_package_dir, is_checkout, make_sandbox
 from automodel_onboard.errors import OnboardError
-from automodel_onboard.sandbox import CHECKOUT_DIRS, installed_package_dir, is_checkout, make_sandbox
 
 REGISTRY = Path("nemo_automodel", "_transformers", "registry.py")
 

@@ -9,8 +9,11 @@ import json
 import pytest
 from conftest import CONFIGS, ROOT
 
-from automodel_onboard import naming, smoke
+from automodel_onboard import kinds
+from automodel_onboard.commands import render_all as smoke
 from automodel_onboard.errors import OnboardError
+from automodel_onboard.layout import matrix
+from automodel_onboard.model import naming
 
 
 def row(case: str, verdict: str, kind: str = "dense", **extra) -> smoke.Row:
@@ -121,7 +124,7 @@ def test_the_committed_expected_report_reads_and_covers_every_fixture():
     rows = smoke.from_json(json.loads((ROOT / "ci" / "expected-report.json").read_text()))
     fixtures = {c.case_id for c in smoke.fixture_cases(CONFIGS)}
     assert {r.case_id for r in rows if r.source == "fixture"} == fixtures
-    synthetic = {f"synthetic/{s.case_id}" for s in smoke.SYNTHETIC if s.kind in smoke.template_kinds()}
+    synthetic = {f"synthetic/{s.case_id}" for s in matrix.all_cases() if s.kind in kinds.KINDS}
     assert {r.case_id for r in rows if r.source == "synthetic"} == synthetic
 
 
@@ -140,10 +143,10 @@ def test_every_case_gets_a_valid_module_name_of_its_own(tmp_path):
 
 
 def test_synthetic_cases_write_their_configs_and_skip_kinds_without_a_template(tmp_path):
-    (case,) = smoke.synthetic_cases(tmp_path, ["llama-mqa"], kinds=frozenset({"dense"}))
+    (case,) = smoke.synthetic_cases(tmp_path, ["llama-mqa"], offered=frozenset({"dense"}))
     assert case.case_id == "synthetic/llama-mqa"
     assert json.loads(case.config.read_text())["num_key_value_heads"] == 1
-    assert smoke.synthetic_cases(tmp_path, ["llama-mqa"], kinds=frozenset({"moe"})) == ()
+    assert smoke.synthetic_cases(tmp_path, ["llama-mqa"], offered=frozenset({"moe"})) == ()
     with pytest.raises(OnboardError, match="unknown synthetic case"):
         smoke.synthetic_cases(tmp_path, ["llama-nope"])
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import hub_cache, load_config, run_cli
 
 from automodel_onboard.errors import OnboardError
-from automodel_onboard.source import load_source, read_config, split_revision
+from automodel_onboard.model.source import load_source, read_config, split_revision
 
 QWEN3 = load_config("Qwen__Qwen3-0.6B.json")
 

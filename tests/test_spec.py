@@ -9,7 +9,7 @@ import pytest
 from conftest import LABELS, SPEC_KEYS, load_config
 
 from automodel_onboard.errors import OnboardError, UnsupportedModel
-from automodel_onboard.spec import build_spec
+from automodel_onboard.model.spec import build_spec
 
 SUPPORTED = sorted(n for n, label in LABELS.items() if label["kind"] != "unsupported")
 
@@ -97,7 +97,7 @@ def test_moe_schema_glm45(specs):
     assert (moe.score_func, moe.correction_bias, moe.routed_scaling_factor) == ("sigmoid", True, 2.5)
     assert moe.dense_layers == (0, 1, 2) and moe.moe_layers == 89
     assert (moe.n_group, moe.topk_group) == (1, 1)
-    assert any("partial rotary" in u for u in spec.features.unsupported)
+    assert "partial_rotary" in {t.key for t in spec.features.traits}
     assert spec.params.active < spec.params.total
 
 
@@ -152,25 +152,27 @@ def test_vlm_top_level_text(specs):
 
 
 @pytest.mark.parametrize(
-    ("name", "needle"),
+    ("name", "key", "needle"),
     [
-        ("google__gemma-3-12b-it.json", "sandwich norms"),
-        ("ibm-granite__granite-3.1-3b-a800m-instruct.json", "embedding scaling"),
-        ("microsoft__phi-2.json", "partial rotary"),
-        ("microsoft__phi-2.json", "LayerNorm"),
-        ("microsoft__phi-2.json", "parallel attention/MLP"),
-        ("stabilityai__stablelm-2-1_6b.json", "LayerNorm"),
-        ("allenai__OLMo-1B-hf.json", "LayerNorm"),
-        ("databricks__dbrx-base.json", "fused q/k/v"),
+        ("google__gemma-3-12b-it.json", "sandwich_norms", "sandwich norms"),
+        ("ibm-granite__granite-3.1-3b-a800m-instruct.json", "embedding_scaling", "embedding scaling"),
+        ("microsoft__phi-2.json", "partial_rotary", "partial rotary"),
+        ("microsoft__phi-2.json", "layernorm", "LayerNorm"),
+        ("microsoft__phi-2.json", "parallel_block", "parallel attention/MLP"),
+        ("stabilityai__stablelm-2-1_6b.json", "layernorm", "LayerNorm"),
+        ("allenai__OLMo-1B-hf.json", "layernorm", "LayerNorm"),
+        ("databricks__dbrx-base.json", "fused_qkv", "fused q/k/v"),
+        ("Qwen__Qwen2.5-VL-3B-Instruct.json", "mrope", "mrope"),
     ],
 )
-def test_unimplemented_features_are_detected(specs, name, needle):
-    assert any(needle in u for u in specs(name).features.unsupported)
+def test_traits_are_detected_with_where_the_config_shows_them(specs, name, key, needle):
+    traits = specs(name).features.traits
+    assert any(t.key == key and needle in t.description for t in traits), traits
 
 
 @pytest.mark.parametrize("name", ["meta-llama__Llama-3.2-3B.json", "Qwen__Qwen3-0.6B.json", "Qwen__Qwen2-0.5B.json"])
-def test_dense_families_have_no_unimplemented_features(specs, name):
-    assert specs(name).features.unsupported == ()
+def test_plain_dense_families_have_no_traits(specs, name):
+    assert specs(name).features.traits == ()
 
 
 def test_custom_code_is_recorded_not_run(specs):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import LABELS, load_config
 
-from automodel_onboard import reference
-from automodel_onboard.spec import build_spec
+from automodel_onboard.model import reference
+from automodel_onboard.model.spec import build_spec
 
 WITH_REFERENCE = sorted(
     n for n, label in LABELS.items() if label["kind"] != "unsupported" and "auto_map" not in load_config(n)
@@ -32,7 +32,7 @@ def _structure(spec):
         "tied": f.tie_word_embeddings,
         "mlp": (f.mlp.activation, f.mlp.gated),
         "norm": f.norm.type,
-        "unsupported": tuple(u.split(":")[0] for u in f.unsupported),
+        "traits": tuple(t.key for t in f.traits),
     }
     if f.moe:
         m = f.moe

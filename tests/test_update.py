@@ -14,18 +14,20 @@ import pytest
 import yaml
 from conftest import CONFIGS, ROOT
 
-from automodel_onboard import copier_ext, preflight, render, update, verify
+from automodel_onboard import verify
+from automodel_onboard.commands import update
+from automodel_onboard.destination.checkout import MODELS, TESTS, Checkout
+from automodel_onboard.destination.sandbox import make_sandbox
 from automodel_onboard.errors import OnboardError
 from automodel_onboard.migrations import imports, tied_weights
-from automodel_onboard.sandbox import make_sandbox
+from automodel_onboard.render import copier_ext, copier_run
 
 NAME = "qwen3_gen"
 MODEL = CONFIGS / "Qwen__Qwen3-0.6B.json"
-MODEL_TEMPLATE = Path(
-    "templates", "dense", "nemo_automodel", "components", "models", "{{ module_name }}", "model.py.jinja"
-)
-MODEL_FILE = preflight.MODELS / NAME / "model.py"
-ANSWERS = preflight.MODELS / NAME / ".copier-answers.yml"
+# The template file every dense model.py is rendered from (the kind's own file only extends it).
+MODEL_TEMPLATE = Path("templates", "_shared", "model.py.jinja")
+MODEL_FILE = MODELS / NAME / "model.py"
+ANSWERS = MODELS / NAME / ".copier-answers.yml"
 OLD_TIE_IMPORT = "from nemo_automodel.components.models.common.tie_word_embeddings import TieSupport"
 NEW_TIE_IMPORT = "from nemo_automodel.shared.tied_weights import TieSupport"
 USER_FUNCTION = "\n\ndef user_helper() -> int:\n    return 42\n"
@@ -83,8 +85,8 @@ def onboarded(template_repo, tmp_path_factory) -> Path:
     """A scratch checkout with Qwen3 onboarded from v0.1.0 as qwen3_gen (re-pointing the registry), committed."""
     dest = make_sandbox(tmp_path_factory.mktemp("onboarded") / "checkout")
     spec = copier_ext.spec_dict(str(MODEL), "", NAME)
-    answers = render.answers_for(spec, str(MODEL), module_name=NAME, replace=True)
-    render.render(dest, answers, spec, template=template_repo)
+    answers = copier_run.answers_for(spec, str(MODEL), module_name=NAME, replace=True)
+    copier_run.render(Checkout(dest), answers, spec, template=template_repo)
     commit_all(dest, "onboard qwen3_gen")
     return dest
 
@@ -104,7 +106,7 @@ def test_template_change_and_user_edit_both_survive(project):
     model = checkout / MODEL_FILE
     model.write_text(model.read_text() + USER_FUNCTION)
     commit_all(checkout, "user edit")
-    registry_before = preflight.registry_path(checkout).read_bytes()
+    registry_before = Checkout(checkout).registry.read_bytes()
     release(template, "v0.2.0", add_after_docstring_line("Regenerated from template v0.2.0."))
 
     report = update.update(checkout, [NAME], template=template)
@@ -118,8 +120,8 @@ def test_template_change_and_user_edit_both_survive(project):
     assert str(MODEL_FILE) in result.files_changed and str(ANSWERS) in result.files_changed
     assert result.conflicts == () and report.ok
     assert (result.registry_entries, result.registry_text_entries) == (1, 1)
-    assert preflight.registry_path(checkout).read_bytes() == registry_before
-    verification = verify.run_generated_tests(checkout, NAME)
+    assert Checkout(checkout).registry.read_bytes() == registry_before
+    verification = verify.run_generated_tests(checkout, TESTS / NAME)
     assert verification.verdicts and verification.passed, verification.output[-3000:]
 
 
@@ -302,7 +304,7 @@ def test_plain_copier_update_works_as_documented(project):
     model = checkout / MODEL_FILE
     model.write_text(model.read_text() + USER_FUNCTION)
     commit_all(checkout, "user edit")
-    registry_before = preflight.registry_path(checkout).read_bytes()
+    registry_before = Checkout(checkout).registry.read_bytes()
     answers = checkout / ANSWERS
     answers.write_text(
         answers.read_text().replace(
@@ -322,4 +324,4 @@ def test_plain_copier_update_works_as_documented(project):
     assert "\nRegenerated from template v0.2.0.\n" in text and text.endswith(USER_FUNCTION)
     assert NEW_TIE_IMPORT in text and OLD_TIE_IMPORT not in text
     assert yaml.safe_load(answers.read_text())["_commit"] == "v0.2.0"
-    assert preflight.registry_path(checkout).read_bytes() == registry_before
+    assert Checkout(checkout).registry.read_bytes() == registry_before

@@ -49,12 +49,8 @@ class Verification:
         return counts
 
 
-def test_dir(module_name: str) -> Path:
-    return Path("tests", "unit_tests", "models", module_name)
-
-
-def run_generated_tests(dest: Path, module_name: str, *, timeout: float = 3600) -> Verification:
-    """Run ``tests/unit_tests/models/<module_name>`` in ``dest`` with this interpreter."""
+def run_generated_tests(dest: Path, tests: Path, *, timeout: float = 3600) -> Verification:
+    """Run the generated tests at ``tests`` (relative to ``dest``) in ``dest`` with this interpreter."""
     with tempfile.TemporaryDirectory(prefix="automodel-onboard-verify-") as tmp:
         junit = Path(tmp) / "junit.xml"
         env = {
@@ -76,7 +72,7 @@ def run_generated_tests(dest: Path, module_name: str, *, timeout: float = 3600) 
             f"--junitxml={junit}",
             "--rootdir",
             str(dest),
-            str(test_dir(module_name)),
+            str(tests),
         ]
         try:
             result = subprocess.run(cmd, cwd=dest, env=env, capture_output=True, text=True, timeout=timeout)

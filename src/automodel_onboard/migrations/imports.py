@@ -8,13 +8,13 @@ uses of the names need no change. Running the same moves again changes nothing.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import libcst as cst
+
+from automodel_onboard.files import atomic_write
 
 LINE_LENGTH = 120  # NeMo AutoModel formats with ruff at this line length
 INDENT = "    "
@@ -237,18 +237,6 @@ def rewrite_files(paths: Iterable[Path], moves: Sequence[Move]) -> tuple[FileRes
             results.append(FileResult(path, changed=False, skipped=f"does not parse (line {exc.raw_line})"))
             continue
         if rewritten != source:
-            _write_atomic(path, rewritten)
+            atomic_write(path, rewritten.encode("utf-8"))
         results.append(FileResult(path, changed=rewritten != source))
     return tuple(results)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

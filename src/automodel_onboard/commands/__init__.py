@@ -1,0 +1,1 @@
+"""The commands: the CLI, `new`, `update` and `render-all`."""

@@ -1,0 +1,139 @@
+"""``automodel-onboard new``: source -> spec -> checks -> render + register -> verify, with a report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automodel_onboard import kinds, verify
+from automodel_onboard.destination import Paths, Plan
+from automodel_onboard.destination.checkout import Checkout
+from automodel_onboard.errors import OnboardError
+from automodel_onboard.model.spec import cached_spec, remember_spec
+from automodel_onboard.render import copier_run
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Request:
+    model: str
+    dest: Path
+    name: str | None = None
+    kind: str | None = None
+    revision: str | None = None
+    dataset: str | None = None
+    replace: bool = False
+    allow_unsupported: bool = False
+    verify: bool = True
+    # Run the local checkpoint folder's own code (auto_map) as the reference, for models transformers lacks.
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class Report:
+    spec: dict[str, Any]
+    answers: copier_run.Answers
+    paths: Paths
+    destination: Plan
+    rendered: copier_run.Rendered
+    verification: verify.Verification | None
+    warnings: tuple[str, ...]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def model_argument(model: str) -> str:
+    """Local paths are recorded absolute, so ``copier update`` finds them from any working directory."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+def new(request: Request, progress: Progress = _quiet) -> Report:
+    """Onboard one model; raises OnboardError (destination untouched) on any refusal or failure."""
+    dest = Checkout(request.dest.resolve())
+    dest.require()
+    recovered = dest.recover()
+    progress("reading the config and the reference inventory")
+    model = model_argument(request.model)
+    built = cached_spec(model, request.revision or "", request.trust_remote_code)
+    kind = _kind(built.kind, request)
+    spec_obj = (built.renamed(request.name, existing=frozenset()) if request.name else built).for_kind(kind.name)
+    spec = spec_obj.to_dict()
+    warnings = list(_refusals(spec, request))
+    if recovered:
+        warnings.insert(0, "an earlier onboarding in this checkout was interrupted; its partial files were removed")
+    answers = copier_run.answers_for(
+        spec,
+        model,
+        kind=kind.name,
+        revision=built.revision,
+        module_name=request.name,
+        dataset=request.dataset,
+        replace=request.replace,
+        trust_remote_code=request.trust_remote_code,
+    )
+    remember_spec(answers.model, answers.revision, answers.trust_remote_code, built)
+    plan = dest.check(spec, module_name=answers.module_name, kind=kind, replace=request.replace)
+    if plan.dirty:
+        warnings.append(
+            f"the destination has uncommitted changes ({', '.join(plan.dirty[:10])}"
+            + (", ..." if len(plan.dirty) > 10 else "")
+            + "); the onboarding touches none of them but registry.py"
+        )
+        progress(f"warning: {warnings[-1]}")
+    if plan.replaces:
+        module, cls = plan.replaces
+        warnings.append(f"{spec['architecture']} is re-pointed from {module}.{cls}; that module stays untouched")
+    rendered = copier_run.render(dest, answers, spec, progress=progress)
+    paths = dest.paths(answers.module_name, kind, spec["org"])
+    verification = None
+    if request.verify:
+        progress(f"running the generated tests in {paths.tests}")
+        verification = verify.run_generated_tests(dest.root, Path(paths.tests))
+    return Report(spec, answers, paths, plan, rendered, verification, tuple(warnings))
+
+
+def _kind(detected: str, request: Request) -> kinds.Kind:
+    """The kind to render: ``--kind`` or the verdict; refused (no-template) when it has no template."""
+    return kinds.get(request.kind or detected, where="--kind" if request.kind else "config.json")
+
+
+def _refusals(spec: dict[str, Any], request: Request) -> list[str]:
+    """Refuse what the templates cannot verify; return the warnings for what is rendered anyway."""
+    warnings = []
+    if request.kind and request.kind != spec["kind"]:
+        warnings.append(
+            f"rendering the {request.kind} template although the config classifies as {spec['kind']}: "
+            "the generated parity tests are expected to fail"
+        )
+    unsupported = tuple((spec.get("layout") or {}).get("gaps") or ())
+    if unsupported:
+        if not request.allow_unsupported:
+            raise OnboardError(
+                "the config uses features the template does not implement: " + "; ".join(unsupported),
+                where="config.json",
+                fix="pass --allow-unsupported to render anyway (the parity tests are then expected to fail and "
+                "name the first diverging layer), or extend the template",
+                code="unsupported-features",
+            )
+        warnings.append("rendered with unimplemented features; the parity tests are expected to fail")
+    if spec["hf"] is None and spec.get("remote_code") is None:
+        raise OnboardError(
+            f"{spec['architecture']} has no transformers implementation: its only reference is remote code "
+            "(auto_map), which this tool never runs, so the generated parity tests would have nothing to compare with",
+            where="config.json: auto_map" if spec["custom_code"] else "config.json: model_type",
+            fix="onboard a model whose architecture transformers implements, or port the reference into transformers "
+            "first"
+            + (
+                "; or, if you trust the model's code, pass --trust-remote-code with its local checkpoint folder"
+                if spec["custom_code"]
+                else ""
+            ),
+            code="remote-code",
+        )
+    return warnings

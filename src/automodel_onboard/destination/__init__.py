@@ -1,0 +1,82 @@
+"""Destinations: where rendered files go and how the architecture is registered.
+
+A destination owns every path an onboarding writes (``Paths``, which the template tree names) and the registration
+step; :class:`Destination` is what the pipeline asks of one. The in-tree NeMo AutoModel checkout
+(:class:`automodel_onboard.destination.checkout.Checkout`) is the one implemented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from automodel_onboard.kinds import Kind
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where one onboarded model's files go, relative to the checkout root (templates see these as ``paths``)."""
+
+    package: str  # the model's package folder
+    module: str  # the same package, dotted
+    tests: str  # its generated tests
+    tests_depth: int  # folders from the checkout root down to a test file's folder
+    recipe_dir: str  # its example recipe
+    docs_dir: str  # its docs page
+    answers_file: str  # Copier's answers of the onboarding
+    registry: str  # NeMo AutoModel's registry, patched to register the architecture
+
+    def data(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the checks found: the paths the onboarding will create, and what it will re-point."""
+
+    root: Path
+    module_name: str
+    architecture: str
+    creates: tuple[Path, ...]  # relative paths, none of which exists yet
+    replaces: tuple[str, str] | None  # the (module, class) the architecture pointed to before, with --replace
+    dirty: tuple[str, ...]  # files with uncommitted changes (a warning, not a refusal)
+
+
+class Destination(Protocol):
+    """What rendering, installing, updating and verifying need from a destination."""
+
+    root: Path
+    patched: tuple[Path, ...]  # the files an install edits rather than creates (installed last)
+
+    def paths(self, module_name: str, kind: Kind, org: str) -> Paths: ...
+
+    def require(self) -> None: ...
+
+    def check(
+        self,
+        spec: Mapping[str, Any],
+        *,
+        module_name: str,
+        kind: Kind,
+        replace: bool = False,
+        symbols: Iterable[tuple[str, str]] | None = None,
+    ) -> Plan: ...
+
+    def stage(self, folder: Path) -> None: ...
+
+    def install(self, stage: Path, files: tuple[Path, ...]) -> None: ...
+
+    def recover(self) -> bool: ...
+
+    def registered(self, architecture: str) -> tuple[str, str] | None: ...
+
+    def register(self, spec: Mapping[str, Any], module_name: str, replace: bool) -> None: ...
+
+    def answers_files(self) -> tuple[Path, ...]: ...
+
+    def is_onboarded(self, module_name: str) -> bool: ...
+
+    def dirty(self) -> tuple[str, ...]: ...

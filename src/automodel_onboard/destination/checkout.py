@@ -1,0 +1,282 @@
+"""The in-tree destination: a NeMo AutoModel checkout, which owns every path an onboarding writes and the registry.
+
+An onboarded model's files go where NeMo AutoModel keeps its own (``Paths``); the architecture is registered by
+patching ``nemo_automodel/_transformers/registry.py``. The checks run before anything is written and every refusal
+says what and how to proceed. Nothing here imports the destination's code: symbols are looked up by parsing source
+files, the registry by reading its syntax tree, so a broken or heavy checkout is inspected safely and quickly.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from automodel_onboard.destination import Paths, Plan, journal
+from automodel_onboard.errors import OnboardError
+from automodel_onboard.kinds import Kind
+from automodel_onboard.model import naming
+
+REGISTRY = Path("nemo_automodel", "_transformers", "registry.py")
+MODELS = Path("nemo_automodel", "components", "models")
+MODELS_PACKAGE = ".".join(MODELS.parts)
+TESTS = Path("tests", "unit_tests", "models")
+ANSWERS_FILE = ".copier-answers.yml"
+
+
+def model_paths(module_name: str, kind: Kind, org: str) -> Paths:
+    package = MODELS / naming.check_module_name(module_name)
+    return Paths(
+        package=package.as_posix(),
+        module=".".join(package.parts),
+        tests=(TESTS / module_name).as_posix(),
+        tests_depth=len((TESTS / module_name).parts),
+        recipe_dir=Path("examples", kind.recipe_family, module_name).as_posix(),
+        docs_dir=Path("docs", "model-coverage", kind.docs_section, org).as_posix(),
+        answers_file=(package / ANSWERS_FILE).as_posix(),
+        registry=REGISTRY.as_posix(),
+    )
+
+
+class Checkout:
+    """A NeMo AutoModel checkout as the destination of onboardings."""
+
+    patched = (REGISTRY,)  # the files an install edits rather than creates (installed last)
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def registry(self) -> Path:
+        return self.root / REGISTRY
+
+    @property
+    def models(self) -> Path:
+        return self.root / MODELS
+
+    @staticmethod
+    def paths(module_name: str, kind: Kind, org: str) -> Paths:
+        return model_paths(module_name, kind, org)
+
+    def require(self) -> None:
+        if not self.registry.is_file():
+            raise OnboardError(
+                f"{self.root} is not a NeMo AutoModel checkout ({REGISTRY} is missing)",
+                where=str(self.root),
+                fix="pass the root of a NeMo AutoModel clone with --dest, or make a scratch one with "
+                "`automodel-onboard sandbox DIR`",
+                code="not-a-checkout",
+            )
+
+    def existing_models(self) -> frozenset[str]:
+        return naming.folder_names(self.models)
+
+    def answers_files(self) -> tuple[Path, ...]:
+        """The answers file of every model onboarded with this tool, relative to the root."""
+        return tuple(p.relative_to(self.root) for p in sorted(self.models.glob(f"*/{ANSWERS_FILE}")))
+
+    def is_onboarded(self, module_name: str) -> bool:
+        return (self.models / module_name / ANSWERS_FILE).is_file()
+
+    def registered(self, architecture: str) -> tuple[str, str] | None:
+        """The (module, class) the registry maps ``architecture`` to, if any."""
+        from automodel_onboard.destination.registry_patch import read_registry
+
+        target = read_registry(self.registry).arch_mapping.get(architecture)
+        return None if target is None else (target[0], target[1])
+
+    def register(self, spec: Mapping[str, Any], module_name: str, replace: bool) -> None:
+        """What the registry task does (``copier.yml``), for an onboarding re-rendered outside Copier's tasks."""
+        from automodel_onboard.destination.registry_patch import patch_registry
+
+        patch_registry(
+            self.registry,
+            architecture=spec["architecture"],
+            module=f"{MODELS_PACKAGE}.{module_name}.model",
+            class_name=spec["architecture"],
+            config_registration=config_registration(spec, module_name),
+            replace=replace,
+        )
+
+    def planned(self, paths: Paths, module_name: str) -> tuple[Path, ...]:
+        """Every path the onboarding creates, relative to the root (the registry is patched, not created)."""
+        return (
+            Path(paths.package),
+            Path(paths.tests),
+            Path(paths.recipe_dir),
+            Path(paths.docs_dir, f"{module_name}.mdx"),
+        )
+
+    def stage(self, folder: Path) -> None:
+        """Make ``folder`` a staging copy for Copier to render into: the files an install patches, as they are."""
+        for rel in self.patched:
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes((self.root / rel).read_bytes())
+
+    def install(self, stage: Path, files: tuple[Path, ...]) -> None:
+        journal.install(stage, self.root, files, self.patched)
+
+    def recover(self) -> bool:
+        return journal.recover(self.root)
+
+    def dirty(self) -> tuple[str, ...]:
+        return dirty_files(self.root)
+
+    def check(
+        self,
+        spec: Mapping[str, Any],
+        *,
+        module_name: str,
+        kind: Kind,
+        replace: bool = False,
+        symbols: Iterable[tuple[str, str]] | None = None,
+    ) -> Plan:
+        """Refuse (OnboardError) anything that would make the onboarding fail half-way or clobber work."""
+        self.require()
+        naming.check_module_name(module_name)
+        missing = missing_symbols(self.root, kind.symbols if symbols is None else symbols)
+        if missing:
+            raise OnboardError(
+                f"the checkout lacks NeMo AutoModel symbols the {kind.name} template imports: {', '.join(missing)}",
+                where=str(self.root),
+                fix="the templates target nemo-automodel 0.7.0: use a checkout of that version, or one with the same "
+                "API",
+                code="missing-symbols",
+            )
+        clash = naming.collision_of(module_name, self.existing_models())
+        if clash is not None:
+            raise OnboardError(
+                f"the model folder {MODELS / clash} already exists"
+                + (f" (differs from {module_name!r} only in case)" if clash != module_name else ""),
+                where=str(self.models / clash),
+                fix=f"to regenerate an onboarded model run `automodel-onboard update --dest {self.root} --name "
+                f"{clash}`; to onboard beside it pass another --name",
+                code="model-exists",
+            )
+        creates = self.planned(model_paths(module_name, kind, spec["org"]), module_name)
+        present = [str(p) for p in creates if (self.root / p).exists()]
+        if present:
+            raise OnboardError(
+                f"files the onboarding would create already exist: {', '.join(present)}",
+                where=str(self.root),
+                fix="move them away, or pass another --name",
+                code="model-exists",
+            )
+        architecture = spec["architecture"]
+        current = self.registered(architecture)
+        replaces = None
+        if current is not None and current != (f"{MODELS_PACKAGE}.{module_name}.model", architecture):
+            if not replace:
+                raise OnboardError(
+                    f"{architecture} is already registered to {current[0]}.{current[1]} "
+                    "(NeMo AutoModel has its own implementation)",
+                    where=str(self.registry),
+                    fix="pass --replace to re-point the registry entry to the new module (the old module stays "
+                    "untouched, and the generated tests then compare the two), or onboard another architecture",
+                    code="already-registered",
+                )
+            replaces = current
+        return Plan(
+            root=self.root,
+            module_name=module_name,
+            architecture=architecture,
+            creates=creates,
+            replaces=replaces,
+            dirty=self.dirty(),
+        )
+
+
+def config_registration(spec: Mapping[str, Any], module_name: str) -> tuple[str, str, str] | None:
+    """The registry's custom-config entry (model_type, module, class) when the model ships its own config class."""
+    if spec.get("hf") is not None:
+        return None
+    return spec["model_type"], f"{MODELS_PACKAGE}.{module_name}.config", f"{spec['class_prefix']}Config"
+
+
+def module_file(root: Path, module: str) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _defined_names(path: Path, mtime: float) -> frozenset[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.If):  # try/except imports of optional backends are still definitions
+            names.update(_defined_in(node.body) | _defined_in(node.orelse))
+        elif isinstance(node, ast.Try):
+            names.update(_defined_in(node.body))
+    if "__getattr__" in names:
+        names.update(_lazy_exports(tree))
+    return frozenset(names)
+
+
+def _lazy_exports(tree: ast.Module) -> set[str]:
+    """Names a module with a module-level ``__getattr__`` lists as strings in its top-level tables."""
+    names: set[str] = set()
+    for node in tree.body:
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        if isinstance(value, ast.Dict):
+            items = [k for k in value.keys if k is not None]
+        elif isinstance(value, (ast.List, ast.Tuple, ast.Set)):
+            items = list(value.elts)
+        else:
+            continue
+        names.update(i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str))
+    return {n for n in names if n.isidentifier()}
+
+
+def _defined_in(body: list[ast.stmt]) -> set[str]:
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def missing_symbols(root: Path, symbols: Iterable[tuple[str, str]]) -> list[str]:
+    """``module.name`` for every required symbol the checkout does not define (without importing it)."""
+    missing = []
+    for module, name in symbols:
+        path = module_file(root, module)
+        if path is None:
+            missing.append(f"{module}.{name} (no module {module})")
+        elif name not in _defined_names(path, path.stat().st_mtime):
+            missing.append(f"{module}.{name}")
+    return missing
+
+
+def dirty_files(root: Path) -> tuple[str, ...]:
+    """Uncommitted changes in the destination's work tree (empty when it is not a git repository)."""
+    try:
+        result = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    if result.returncode != 0:
+        return ()
+    return tuple(line[3:] for line in result.stdout.splitlines() if line.strip())

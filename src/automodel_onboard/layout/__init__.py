@@ -1,0 +1,1 @@
+"""Laying a spec out per kind: the shared machinery, the checkpoint table, and one module per kind."""

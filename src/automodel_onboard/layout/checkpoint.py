@@ -1,0 +1,129 @@
+"""The checkpoint table: how each model tensor is stored in the Hugging Face checkpoint format, as named records.
+
+A kind's layout lists its tensors as :class:`CheckpointTensor` rows; the generated state-dict adapter holds the same
+rows and converts with them (``templates/_shared/adapter/checkpoint_table.py`` is that code, included verbatim), and
+the generated tests read both sides' names from them. One row covers every operation real checkpoints need, each
+with its exact reverse: a rename (the checkpoint name, prefix changes included, differs from the model's),
+per-expert tensors <-> one stacked tensor (``{expert}`` in a checkpoint name), split <-> concatenated (several
+checkpoint names, ``split`` wide along ``dim``) and a transpose of the last two dims.
+
+Here the table is data: it is matched against the reference's inventory to find what a template cannot load.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+LAYER = "{layer}"  # placeholder for the decoder-layer index in name templates
+EXPERT = "{expert}"  # placeholder for the routed-expert index in checkpoint name templates
+LAYER_NAME = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+NUMBERED = re.compile(r"\.\d+\.")
+
+
+@dataclass(frozen=True)
+class CheckpointTensor:
+    """One model tensor (``nemo``) and the checkpoint tensors it is stored as; see the module docstring."""
+
+    nemo: str
+    shape: tuple[str, ...]  # one checkpoint tensor's shape, in dimension symbols
+    hf: tuple[str, ...] = ()  # checkpoint names; empty: the model's own name
+    split: tuple[str, ...] = ()  # with several names: each one's size along ``dim``
+    dim: int = 0
+    transpose: bool = False
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.hf or (self.nemo,)
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        """The operations this row applies from checkpoint to model, by name (for reports and docs)."""
+        ops = ["rename"] if self.sources != (self.nemo,) else []
+        ops += ["stack"] if any(EXPERT in s for s in self.sources) else []
+        ops += ["concat"] if len(self.sources) > 1 else []
+        ops += ["transpose"] if self.transpose else []
+        return tuple(ops)
+
+
+@dataclass(frozen=True)
+class TensorTable:
+    """A kind's tensors in checkpoint names: (name, shape symbols) for globals and for one decoder layer."""
+
+    global_tensors: tuple[tuple[str, tuple[str, ...]], ...]
+    layer_tensors: tuple[tuple[str, tuple[str, ...]], ...]
+    layer_prefix: str  # checkpoint prefix of decoder layer ``{layer}``
+    template: str  # the kind's name, for gap messages
+    always: frozenset[str] = frozenset()  # global tensors built even when the checkpoint omits them (a tied head)
+
+    def rows(self, present_globals: Iterable[str], present_layer: Iterable[str]) -> tuple[CheckpointTensor, ...]:
+        """The rows of the tensors present (checkpoint and model names alike)."""
+        globals_, layer = set(present_globals), set(present_layer)
+        rows = [CheckpointTensor(n, s) for n, s in self.global_tensors if n in globals_ or n in self.always]
+        rows += [CheckpointTensor(self.layer_prefix + n, s) for n, s in self.layer_tensors if n in layer]
+        return tuple(rows)
+
+
+def match(table: TensorTable, names: Sequence[str], num_layers: int) -> tuple[tuple[CheckpointTensor, ...], list[str]]:
+    """The rows for the inventory's tensor names (layer indices abstracted), and the gaps found.
+
+    Every decoder layer must hold the same tensors; a tensor without a row, or a layer that differs from the others,
+    is a gap: the generated model cannot load it.
+    """
+    gaps: list[str] = []
+    per_layer: dict[int, set[str]] = {}
+    globals_: set[str] = set()
+    for name in names:
+        m = LAYER_NAME.match(name)
+        if m:
+            per_layer.setdefault(int(m.group(1)), set()).add(m.group(2))
+        else:
+            globals_.add(name)
+    layer_sets = [per_layer.get(i, set()) for i in range(num_layers)]
+    common = set.intersection(*layer_sets) if layer_sets else set()
+    for i, found in enumerate(layer_sets):
+        for extra in sorted(found - common):
+            gaps.append(f"tensor model.layers.{i}.{extra} exists only in some layers")
+    known_layer = {n for n, _ in table.layer_tensors}
+    known_global = {n for n, _ in table.global_tensors}
+    # Expert and other numbered sub-module indices are abstracted too, so a gap is reported once per kind.
+    unknown = [f"model.layers.{LAYER}.{s}" for s in sorted(common - known_layer)]
+    unknown += sorted(globals_ - known_global)
+    for name in dict.fromkeys(NUMBERED.sub(".{n}.", n) for n in unknown):
+        gaps.append(f"checkpoint tensor {name} has no counterpart in the {table.template} template")
+    return table.rows(globals_, common), gaps
+
+
+def check_shapes(
+    inventory: Sequence[Any], rows: Sequence[CheckpointTensor], dims: Mapping[str, int | None], template: str
+) -> list[str]:
+    """Gaps where an inventory shape differs from a row's symbolic shape evaluated on the real config."""
+    patterns = [
+        (_pattern(source), shape) for row in rows for source, shape in zip(row.sources, part_shapes(row), strict=True)
+    ]
+    gaps = []
+    for tensor in inventory:
+        for pattern, shape in patterns:
+            if pattern.match(tensor.name):
+                want = tuple(dims.get(s) for s in shape)
+                if None not in want and tuple(tensor.shape) != want:
+                    gaps.append(
+                        f"checkpoint tensor {tensor.name} has shape {tuple(tensor.shape)}, the {template} "
+                        f"template builds {want} ({' x '.join(shape)})"
+                    )
+                break
+    return gaps
+
+
+def part_shapes(row: CheckpointTensor) -> list[tuple[str, ...]]:
+    """Each checkpoint name's shape in symbols (``split`` replaces the symbol along ``dim``)."""
+    if not row.split:
+        return [row.shape] * len(row.sources)
+    return [(*row.shape[: row.dim], size, *row.shape[row.dim + 1 :]) for size in row.split]
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    escaped = re.escape(template).replace(re.escape(LAYER), r"\d+").replace(re.escape(EXPERT), r"\d+")
+    return re.compile(escaped + "$")

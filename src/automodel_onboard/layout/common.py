@@ -1,0 +1,206 @@
+"""Layout machinery every kind shares: class names, imports, the attention and MLP decisions, a local config class.
+
+Each function takes the spec's typed features (and the reference config's declared fields) and returns plain
+frozen records the templates lay out; nothing here writes code text beyond short Python expressions over ``config``.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from automodel_onboard.model.features import Features
+
+NEMO_COMMON = "nemo_automodel.components.models.common"
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
+
+# Sliding-window layouts, by what the reference config class declares (the reference model reads exactly these):
+# (feature values that may enable it, config fields it needs, layout).
+SLIDING_RULES: tuple[tuple[frozenset[str], frozenset[str], str], ...] = (
+    (frozenset({"per_layer"}), frozenset({"layer_types", "sliding_window"}), "per_layer"),
+    (frozenset({"per_layer", "all_layers"}), frozenset({"sliding_window"}), "all_layers"),
+)
+
+# Config keys a local config class never declares: they describe the file, or PreTrainedConfig owns them.
+FILE_KEYS = frozenset({"architectures", "auto_map", "model_type", "transformers_version", "torch_dtype", "dtype"})
+# Names config.py itself uses in the class body, which a field of the same name would shadow.
+CONFIG_PY_NAMES = frozenset({"field", "Any"})
+# RoPE keys PreTrainedConfig folds into ``rope_parameters`` (a missing rope_theta is the class's default_theta).
+ROPE_KEYS = ("rope_parameters", "rope_theta", "rope_scaling")
+ANNOTATIONS: tuple[tuple[type, str], ...] = ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"))
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClassNames:
+    attention: str
+    mlp: str
+    decoder_layer: str
+    rotary: str
+    pretrained: str
+    model: str
+    causal_lm: str
+    adapter: str
+
+
+@dataclass(frozen=True)
+class ComparedModule:
+    """A submodule whose outputs the generated layer-equivalence test compares with the reference's."""
+
+    label: str
+    path: str  # in the generated model, ``{layer}`` for each decoder layer
+    reference: str  # the same module in the reference model
+
+
+@dataclass(frozen=True)
+class AttentionLayout:
+    head_dim: str  # expression over config
+    biases: tuple[tuple[str, str], ...]  # (projection, bias expression) for q/k/v/o
+    shared_bias: str | None  # the one expression all four use, when they agree
+    qk_norm: bool
+    sliding: str  # "none" | "all_layers" | "per_layer"
+    dropout: str  # expression
+
+
+@dataclass(frozen=True)
+class MlpLayout:
+    bias: str  # expression
+    activation: str  # config attribute holding the activation name
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    name: str
+    annotation: str
+    default: Any  # JSON data
+    factory: bool  # a list or dict default: a dataclass field needs a factory for it
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """config.py's ``PreTrainedConfig`` subclass, for a model_type transformers has no config class for."""
+
+    class_name: str
+    model_type: str
+    mirrors: str  # the remote config class whose fields and defaults it reproduces ("module.Class")
+    default_theta: float | None
+    fields: tuple[ConfigField, ...]
+    imports: tuple[Import, ...]  # standard library
+
+
+def class_names(prefix: str, architecture: str) -> ClassNames:
+    return ClassNames(
+        attention=f"{prefix}Attention",
+        mlp=f"{prefix}MLP",
+        decoder_layer=f"{prefix}DecoderLayer",
+        rotary=f"{prefix}RotaryEmbedding",
+        pretrained=f"{prefix}PreTrainedModel",
+        model=f"{prefix}Model",
+        causal_lm=architecture,
+        adapter=f"{prefix}StateDictAdapter",
+    )
+
+
+def declared_config_fields(config_class: str) -> frozenset[str]:
+    """The fields a transformers config class declares (its reference model reads no others)."""
+    import inspect
+
+    import transformers
+
+    cls = getattr(transformers, config_class)
+    return frozenset(inspect.signature(cls.__init__).parameters)
+
+
+def _flag(attr: str | None, present: Sequence[bool]) -> Callable[[bool], str]:
+    """A bias expression: the config flag when it switches every projection alike, else the fixed literal."""
+    uniform = len(set(present)) == 1
+    return lambda value: f"config.{attr}" if attr and uniform else repr(value)
+
+
+def attention_layout(features: Features, layer0: frozenset[str], fields: frozenset[str]) -> AttentionLayout:
+    att = features.attention
+    present = [f"self_attn.{p}.bias" in layer0 for p in ATTENTION_PROJECTIONS]
+    bias_expr = _flag(att.bias_attr, present)
+    sliding = "none"
+    for enabling, needed, layout in SLIDING_RULES:
+        if att.sliding_window in enabling and needed <= fields:
+            sliding = layout
+            break
+    biases = tuple((p, bias_expr(b)) for p, b in zip(ATTENTION_PROJECTIONS, present, strict=True))
+    return AttentionLayout(
+        head_dim="config.head_dim" if att.head_dim_explicit else "config.hidden_size // config.num_attention_heads",
+        biases=biases,
+        shared_bias=biases[0][1] if len({e for _, e in biases}) == 1 else None,
+        qk_norm="self_attn.q_norm.weight" in layer0,
+        sliding=sliding,
+        dropout="config.attention_dropout" if "attention_dropout" in fields else "0.0",
+    )
+
+
+def mlp_layout(features: Features, layer0: frozenset[str]) -> MlpLayout:
+    present = [f"mlp.{p}.bias" in layer0 for p in MLP_PROJECTIONS]
+    bias_attr = features.mlp.bias_attr
+    uniform = len(set(present)) == 1
+    return MlpLayout(
+        bias=f"config.{bias_attr}" if bias_attr and uniform else repr(any(present)),
+        activation="hidden_act",
+    )
+
+
+def local_config(class_prefix: str, model_type: str, remote: Mapping[str, Any]) -> tuple[LocalConfig, tuple[str, ...]]:
+    """The local config class mirroring the remote one, and the gaps (keys that cannot be Python fields)."""
+    from transformers import PreTrainedConfig
+
+    # What the base class owns, by its non-None members: NeMo AutoModel sets ``PretrainedConfig.pad_token_id = None``
+    # on import, which must not turn a model's own field into a base-class one.
+    base = {name for name in dir(PreTrainedConfig) if getattr(PreTrainedConfig, name, None) is not None}
+    owned = FILE_KEYS | base | set(ROPE_KEYS)
+    fields, gaps = [], []
+    defaults = remote["config_defaults"]
+    for name, default in sorted(defaults.items()):
+        if name in owned:
+            continue
+        if not IDENTIFIER.fullmatch(name) or keyword.iskeyword(name) or name.startswith("_") or name in CONFIG_PY_NAMES:
+            gaps.append(f"config key {name!r} cannot be a field of the local config class")
+            continue
+        fields.append(ConfigField(name, _annotation(default), default, isinstance(default, (list, tuple, Mapping))))
+    rope = defaults.get("rope_parameters")
+    theta = rope.get("rope_theta") if isinstance(rope, Mapping) else defaults.get("rope_theta")
+    if any(key in defaults for key in ROPE_KEYS):
+        fields.append(ConfigField("rope_parameters", "dict | None", None, False))
+    imports = [Import("dataclasses", ("field",))] if any(f.factory for f in fields) else []
+    if any(f.annotation == "Any" for f in fields):
+        imports.append(Import("typing", ("Any",)))
+    config = LocalConfig(
+        class_name=f"{class_prefix}Config",
+        model_type=model_type,
+        mirrors=remote["config_class"],
+        default_theta=float(theta) if isinstance(theta, (int, float)) and not isinstance(theta, bool) else None,
+        fields=tuple(fields),
+        imports=tuple(imports),
+    )
+    return config, tuple(gaps)
+
+
+def _annotation(value: Any) -> str:
+    """The field's type as its default shows it (annotations are not enforced; they document)."""
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, Mapping):
+        return "dict"
+    return next((a for t, a in ANNOTATIONS if type(value) is t), "Any")
+
+
+def trait_gaps(features: Features, implemented: frozenset[str]) -> list[str]:
+    """The traits of the model that a kind's templates do not implement, as gap messages."""
+    return [trait.description for trait in features.traits if trait.key not in implemented]

@@ -1,0 +1,230 @@
+"""The dense kind's layout: a Llama-shaped decoder (pre-norm blocks of attention and a gated MLP).
+
+The generated model keeps the checkpoint's own parameter names. What varies between families is decided here, from
+the spec's typed features, the reference config class and the checkpoint inventory: which projections carry biases
+and whether a config flag switches them, how the head dim is read, which attention masks exist, whether q/k norms
+are present, and the checkpoint table of the state-dict adapter. Whatever the model has that this layout does not
+build is a gap, and ``new`` refuses the model with the list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from automodel_onboard.layout import checkpoint
+from automodel_onboard.layout.checkpoint import CheckpointTensor, TensorTable
+from automodel_onboard.layout.common import (
+    NEMO_COMMON,
+    AttentionLayout,
+    ClassNames,
+    ComparedModule,
+    Import,
+    LocalConfig,
+    MlpLayout,
+    attention_layout,
+    class_names,
+    declared_config_fields,
+    local_config,
+    mlp_layout,
+    trait_gaps,
+)
+
+if TYPE_CHECKING:
+    from automodel_onboard.model.spec import ArchSpec
+
+TIED_WEIGHTS = "nemo_automodel.shared.tied_weights"
+
+# The NeMo AutoModel symbols the dense kind's rendered files import (model, adapter and tests), each from the module
+# that defines it in NeMo AutoModel 0.7.0; a destination must provide all of them.
+NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
+    ("nemo_automodel", "NeMoAutoModelForCausalLM"),
+    ("nemo_automodel._transformers.model_capabilities", "query_capabilities"),
+    ("nemo_automodel._transformers.registry", "ModelRegistry"),
+    ("nemo_automodel.components.checkpoint.state_dict_adapter", "StateDictAdapter"),
+    (NEMO_COMMON, "BackendConfig"),
+    (NEMO_COMMON, "HFCheckpointingMixin"),
+    (NEMO_COMMON, "compute_lm_head_logits"),
+    (NEMO_COMMON, "initialize_linear_module"),
+    (NEMO_COMMON, "initialize_rms_norm_module"),
+    (TIED_WEIGHTS, "TieSupport"),
+    ("nemo_automodel.shared.utils", "dtype_from_str"),
+)
+
+# Traits (features.Trait keys) the dense template builds; every other trait of a model is a gap.
+IMPLEMENTED_TRAITS: frozenset[str] = frozenset()
+
+# Dimension symbols of checkpoint tensor shapes, as Python expressions over ``config`` (and the head dim).
+DIMENSIONS: tuple[tuple[str, str], ...] = (
+    ("vocab", "config.vocab_size"),
+    ("hidden", "config.hidden_size"),
+    ("intermediate", "config.intermediate_size"),
+    ("q", "config.num_attention_heads * head_dim"),
+    ("kv", "config.num_key_value_heads * head_dim"),
+    ("head_dim", "head_dim"),
+)
+
+# Every tensor the dense template builds, in checkpoint names (the model's are the same): (name, shape symbols).
+TENSORS = TensorTable(
+    global_tensors=(
+        ("model.embed_tokens.weight", ("vocab", "hidden")),
+        ("model.norm.weight", ("hidden",)),
+        ("lm_head.weight", ("vocab", "hidden")),
+    ),
+    layer_tensors=(
+        ("input_layernorm.weight", ("hidden",)),
+        ("self_attn.q_proj.weight", ("q", "hidden")),
+        ("self_attn.q_proj.bias", ("q",)),
+        ("self_attn.k_proj.weight", ("kv", "hidden")),
+        ("self_attn.k_proj.bias", ("kv",)),
+        ("self_attn.v_proj.weight", ("kv", "hidden")),
+        ("self_attn.v_proj.bias", ("kv",)),
+        ("self_attn.o_proj.weight", ("hidden", "q")),
+        ("self_attn.o_proj.bias", ("hidden",)),
+        ("self_attn.q_norm.weight", ("head_dim",)),
+        ("self_attn.k_norm.weight", ("head_dim",)),
+        ("post_attention_layernorm.weight", ("hidden",)),
+        ("mlp.gate_proj.weight", ("intermediate", "hidden")),
+        ("mlp.gate_proj.bias", ("intermediate",)),
+        ("mlp.up_proj.weight", ("intermediate", "hidden")),
+        ("mlp.up_proj.bias", ("intermediate",)),
+        ("mlp.down_proj.weight", ("hidden", "intermediate")),
+        ("mlp.down_proj.bias", ("hidden",)),
+    ),
+    layer_prefix="model.layers.{layer}.",
+    template="dense",
+    always=frozenset({"lm_head.weight"}),
+)
+
+# Compared submodules as (label, path under the top-level model with {layer} for each decoder layer, the layout
+# flag that must be set); the reference names them alike.
+COMPARED_MODULES: tuple[tuple[str, str, str | None], ...] = (
+    ("rotary", "model.rotary_emb", None),
+    ("input_norm", "model.layers.{layer}.input_layernorm", None),
+    ("q_norm", "model.layers.{layer}.self_attn.q_norm", "qk_norm"),
+    ("k_norm", "model.layers.{layer}.self_attn.k_norm", "qk_norm"),
+    ("attention", "model.layers.{layer}.self_attn", None),
+    ("post_attention_norm", "model.layers.{layer}.post_attention_layernorm", None),
+    ("mlp", "model.layers.{layer}.mlp", None),
+    ("decoder_layer", "model.layers.{layer}", None),
+    ("final_norm", "model.norm", None),
+)
+
+
+@dataclass(frozen=True)
+class DenseLayout:
+    config_class: str
+    reference_class: str
+    reference_alias: str  # the reference class's name in generated tests (it often equals the NeMo class's)
+    classes: ClassNames
+    attention: AttentionLayout
+    mlp: MlpLayout
+    norm_eps: str  # expression
+    padding_idx: str  # expression
+    tied: bool  # the reference config ties lm_head to the embedding (it is then absent from the checkpoint)
+    tensors: tuple[CheckpointTensor, ...]
+    probe: str  # a per-layer checkpoint tensor the generated adapter tests tamper with
+    dimensions: tuple[tuple[str, str], ...]
+    compared_modules: tuple[ComparedModule, ...]
+    model_imports: tuple[Import, ...]  # transformers
+    model_nemo_imports: tuple[Import, ...]  # NeMo AutoModel (the generated adapter's import is added by the template)
+    gaps: tuple[str, ...]  # what the reference has that the generated model does not implement
+    local_config: LocalConfig | None = None  # set when the reference is remote code: config.py is rendered
+    reference_config_alias: str | None = None  # the remote reference's config class in generated tests
+
+
+def _model_imports(
+    attention: AttentionLayout, config_class: str, local: bool
+) -> tuple[tuple[Import, ...], tuple[Import, ...]]:
+    """model.py's transformers imports and NeMo AutoModel imports (the generated package's own modules aside)."""
+    masks = ("create_causal_mask",) + (("create_sliding_window_causal_mask",) if attention.sliding != "none" else ())
+    third_party = (
+        *(() if local else (Import("transformers", (config_class,)),)),
+        Import("transformers.activations", ("ACT2FN",)),
+        Import("transformers.cache_utils", ("Cache", "DynamicCache")),
+        Import("transformers.generation", ("GenerationMixin",)),
+        Import("transformers.masking_utils", masks),
+        Import("transformers.modeling_layers", ("GradientCheckpointingLayer",)),
+        Import("transformers.modeling_outputs", ("BaseModelOutputWithPast", "CausalLMOutputWithPast")),
+        Import("transformers.modeling_rope_utils", ("ROPE_INIT_FUNCTIONS", "dynamic_rope_update")),
+        Import("transformers.modeling_utils", ("ALL_ATTENTION_FUNCTIONS", "PreTrainedModel")),
+        Import("transformers.processing_utils", ("Unpack",)),
+        Import("transformers.utils", ("TransformersKwargs", "can_return_tuple")),
+    )
+    nemo = (
+        Import(
+            NEMO_COMMON,
+            (
+                "BackendConfig",
+                "HFCheckpointingMixin",
+                "compute_lm_head_logits",
+                "initialize_linear_module",
+                "initialize_rms_norm_module",
+            ),
+        ),
+        Import(TIED_WEIGHTS, ("TieSupport",)),
+        Import("nemo_automodel.shared.utils", ("dtype_from_str",)),
+    )
+    return third_party, nemo
+
+
+def build(spec: ArchSpec) -> DenseLayout | None:
+    """The dense layout of a spec, or None without a reference inventory."""
+    hf, remote, inventory = spec.hf, spec.remote_code, spec.inventory
+    if inventory is None or (hf is None and remote is None):
+        return None
+    features = spec.features
+    local, config_gaps = None, ()
+    if hf is not None:
+        config_class, reference_class = hf["config_class"], hf["model_class"]
+        fields = declared_config_fields(config_class)
+    else:
+        local, config_gaps = local_config(spec.class_prefix, spec.model_type, remote)
+        config_class, reference_class = local.class_name, remote["model_class"].partition(".")[2]
+        fields = frozenset(f.name for f in local.fields)
+    rows, gaps = checkpoint.match(TENSORS, [t.name for t in inventory.tensors], features.num_layers or 0)
+    prefix = TENSORS.layer_prefix
+    layer0 = frozenset(r.nemo[len(prefix) :] for r in rows if r.nemo.startswith(prefix))
+    att = features.attention
+    dims = {
+        "vocab": features.vocab_size,
+        "hidden": features.hidden_size,
+        "intermediate": features.mlp.intermediate_size,
+        "q": (att.num_heads or 0) * (att.head_dim or 0) or None,
+        "kv": (att.num_kv_heads or 0) * (att.head_dim or 0) or None,
+        "head_dim": att.head_dim,
+    }
+    # What the model is comes first, then what its checkpoint shows of it.
+    built = trait_gaps(features, IMPLEMENTED_TRAITS)
+    if features.norm.type != "rms" or not features.norm.eps_attr:
+        built.append("the dense template builds RMSNorm with a config epsilon; this model normalises differently")
+    if not features.mlp.gated:
+        built.append("the dense template builds a gated MLP (gate_proj, up_proj, down_proj)")
+    gaps = [*built, *gaps, *checkpoint.check_shapes(inventory.tensors, rows, dims, "dense"), *config_gaps]
+    attention = attention_layout(features, layer0, fields)
+    third_party, nemo = _model_imports(attention, config_class, local is not None)
+    flags = {"qk_norm": attention.qk_norm}
+    compared = tuple(
+        ComparedModule(label, path, path) for label, path, needs in COMPARED_MODULES if needs is None or flags[needs]
+    )
+    layer_weights = [r.sources[0] for r in rows if r.nemo.startswith(prefix) and r.nemo.endswith(".weight")]
+    return DenseLayout(
+        config_class=config_class,
+        reference_class=reference_class,
+        reference_alias=f"HF{reference_class}",
+        classes=class_names(spec.class_prefix, spec.architecture),
+        attention=attention,
+        mlp=mlp_layout(features, layer0),
+        norm_eps=f"config.{features.norm.eps_attr or 'rms_norm_eps'}",
+        padding_idx="config.pad_token_id" if "pad_token_id" in fields else "None",
+        tied="lm_head.weight" in inventory.tied,
+        tensors=rows,
+        probe=layer_weights[-1] if layer_weights else "",
+        dimensions=DIMENSIONS,
+        compared_modules=compared,
+        model_imports=third_party,
+        model_nemo_imports=nemo,
+        gaps=tuple(dict.fromkeys(gaps)),
+        local_config=local,
+        reference_config_alias=f"HF{remote['config_class'].partition('.')[2]}" if remote is not None else None,
+    )

@@ -1,0 +1,100 @@
+"""The synthetic feature matrix: per kind, a real-shaped base config and one feature change per case.
+
+Each case exercises one decision of its kind's layout (biases, grouping, head dim, tying, RoPE types, sliding
+windows). render-all onboards every case into its own scratch checkout; the template tests render them all too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+LLAMA_BASE: Mapping[str, Any] = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 5632,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 4,
+    "hidden_act": "silu",
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 500000.0,
+    "vocab_size": 32000,
+    "attention_bias": False,
+    "mlp_bias": False,
+    "tie_word_embeddings": False,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "torch_dtype": "bfloat16",
+}
+MISTRAL_BASE: Mapping[str, Any] = {
+    **{k: v for k, v in LLAMA_BASE.items() if k not in ("attention_bias", "mlp_bias")},
+    "architectures": ["MistralForCausalLM"],
+    "model_type": "mistral",
+    "sliding_window": 4096,
+}
+QWEN2_BASE: Mapping[str, Any] = {
+    **{k: v for k, v in LLAMA_BASE.items() if k not in ("attention_bias", "mlp_bias")},
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "use_sliding_window": True,
+    "sliding_window": 4096,
+    "max_window_layers": 8,
+    "layer_types": ["full_attention"] * 8 + ["sliding_attention"] * 8,
+}
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    case_id: str
+    kind: str
+    base: Mapping[str, Any]
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        return {**self.base, **self.overrides}
+
+
+DENSE: tuple[Synthetic, ...] = (
+    Synthetic("llama-base", "dense", LLAMA_BASE),
+    Synthetic("llama-attention-bias", "dense", LLAMA_BASE, {"attention_bias": True}),
+    Synthetic("llama-mlp-bias", "dense", LLAMA_BASE, {"mlp_bias": True}),
+    Synthetic("llama-mqa", "dense", LLAMA_BASE, {"num_key_value_heads": 1}),
+    Synthetic("llama-mha", "dense", LLAMA_BASE, {"num_key_value_heads": 16}),
+    Synthetic("llama-head-dim-explicit", "dense", LLAMA_BASE, {"head_dim": 64}),
+    Synthetic("llama-tied", "dense", LLAMA_BASE, {"tie_word_embeddings": True}),
+    Synthetic("llama-rope-linear", "dense", LLAMA_BASE, {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}),
+    Synthetic("llama-rope-dynamic", "dense", LLAMA_BASE, {"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}),
+    Synthetic(
+        "llama-rope-yarn",
+        "dense",
+        LLAMA_BASE,
+        {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 2048}},
+    ),
+    Synthetic(
+        "llama-rope-llama3",
+        "dense",
+        LLAMA_BASE,
+        {
+            "rope_scaling": {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 2048,
+            }
+        },
+    ),
+    Synthetic("mistral-sliding-all-layers", "dense", MISTRAL_BASE),
+    Synthetic("qwen2-layer-types-mixed", "dense", QWEN2_BASE),
+)
+
+# Every synthetic case, per kind (the MoE and VLM matrices join when their templates land).
+CASES: Mapping[str, tuple[Synthetic, ...]] = {"dense": DENSE}
+
+
+def all_cases() -> tuple[Synthetic, ...]:
+    return tuple(case for cases in CASES.values() for case in cases)

@@ -1,0 +1,1 @@
+"""Reading and describing a model: source -> classification, features, names, tiny config, reference -> spec."""

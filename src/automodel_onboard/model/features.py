@@ -1,0 +1,524 @@
+"""Normalised features of an architecture, whatever each family calls them.
+
+Features are read from the text config (resolved against the transformers config class defaults when that
+class is available) and refined by the reference implementation's parameter inventory, which shows what a
+config leaves implicit (Qwen2's q/k/v bias, Qwen3's q/k norm, a shared expert). Everything here is plain data
+so that templates only lay it out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from automodel_onboard.errors import OnboardError
+from automodel_onboard.model.fields import ConfigView
+
+
+@dataclass(frozen=True)
+class LatentAttention:
+    """Multi-head latent attention (DeepSeek-style) ranks and head splits."""
+
+    q_lora_rank: int | None
+    kv_lora_rank: int
+    qk_rope_head_dim: int | None
+    qk_nope_head_dim: int | None
+    v_head_dim: int | None
+
+
+@dataclass(frozen=True)
+class Attention:
+    num_heads: int | None
+    num_kv_heads: int | None
+    head_dim: int | None
+    head_dim_explicit: bool
+    grouping: str | None  # "mha" | "gqa" | "mqa"
+    qkv_bias: bool
+    o_bias: bool
+    bias_attr: str | None  # config attribute that switches the projection biases; None = fixed by the architecture
+    qk_norm: str  # "none" | "per_head" | "full"
+    sliding_window: str  # "none" | "all_layers" | "per_layer"
+    window: int | None
+    layer_types: tuple[str, ...]  # distinct per-layer attention types, in order of first use
+    latent: LatentAttention | None = None
+
+
+@dataclass(frozen=True)
+class Rope:
+    type: str
+    theta: float | None
+    partial_rotary_factor: float
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mlp:
+    activation: str
+    gated: bool
+    bias: bool
+    bias_attr: str | None
+    intermediate_size: int | None
+
+
+@dataclass(frozen=True)
+class Norm:
+    type: str  # "rms" | "layernorm"
+    eps: float | None
+    eps_attr: str | None
+
+
+@dataclass(frozen=True)
+class Moe:
+    num_experts: int
+    top_k: int | None
+    expert_intermediate_size: int | None
+    dense_intermediate_size: int | None
+    num_shared_experts: int
+    shared_expert_intermediate_size: int | None
+    shared_expert_gate: bool
+    score_func: str  # "softmax" | "sigmoid"
+    correction_bias: bool
+    norm_topk_prob: bool
+    routed_scaling_factor: float
+    n_group: int | None
+    topk_group: int | None
+    dense_layers: tuple[int, ...]
+    moe_layers: int
+
+
+@dataclass(frozen=True)
+class Vision:
+    model_type: str | None
+    hidden_size: int | None
+    num_layers: int | None
+    num_heads: int | None
+    patch_size: int | None
+    image_size: int | None
+    image_token_id: int | None
+    projector: str
+    config_key: str
+
+
+@dataclass(frozen=True)
+class Trait:
+    """An architectural fact beyond the plain pre-norm decoder (``key``), and where the config shows it."""
+
+    key: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Features:
+    attention: Attention
+    rope: Rope
+    mlp: Mlp
+    norm: Norm
+    tie_word_embeddings: bool | None
+    num_layers: int | None
+    hidden_size: int | None
+    vocab_size: int | None
+    moe: Moe | None = None
+    vision: Vision | None = None
+    traits: tuple[Trait, ...] = ()  # see TRAIT_FIELDS / TRAIT_PARAMS
+
+
+# Config fields whose value (by the given test) marks an architectural trait beyond the plain decoder; each kind's
+# layout says which traits it implements. Checked against the text config; each row: (trait, key, test, description).
+def _set(v: Any) -> bool:
+    return v not in (None, False)
+
+
+def _not_one(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v != 1
+
+
+def _below_one(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v < 1
+
+
+def _true(v: Any) -> bool:
+    return v is True
+
+
+TRAIT_FIELDS: tuple[tuple[str, str, Any, str], ...] = (
+    ("logit_softcapping", "final_logit_softcapping", _set, "final logit soft-capping"),
+    ("attention_softcapping", "attn_logit_softcapping", _set, "attention logit soft-capping"),
+    ("embedding_scaling", "embedding_multiplier", _not_one, "embedding scaling (embedding_multiplier)"),
+    ("embedding_scaling", "scale_embedding", _true, "embedding scaling (scale_embedding)"),
+    ("attention_scaling", "attention_multiplier", _set, "custom attention scaling (attention_multiplier)"),
+    ("attention_scaling", "query_pre_attn_scalar", _set, "custom attention scaling (query_pre_attn_scalar)"),
+    ("residual_scaling", "residual_multiplier", _not_one, "residual scaling (residual_multiplier)"),
+    ("logit_scaling", "logits_scaling", _not_one, "logit scaling (logits_scaling)"),
+    ("partial_rotary", "partial_rotary_factor", _below_one, "partial rotary embeddings (partial_rotary_factor)"),
+    ("partial_rotary", "rotary_pct", _below_one, "partial rotary embeddings (rotary_pct)"),
+    ("parallel_block", "use_parallel_residual", _true, "parallel attention/MLP block (use_parallel_residual)"),
+    ("parallel_block", "parallel_attn", _true, "parallel attention/MLP block (parallel_attn)"),
+    ("qkv_clipping", "clip_qkv", _set, "q/k/v clipping (clip_qkv)"),
+    ("qkv_clipping", "attn_config.clip_qkv", _set, "q/k/v clipping (attn_config.clip_qkv)"),
+    ("alibi", "alibi", _true, "ALiBi position bias"),
+    ("alibi", "use_alibi", _true, "ALiBi position bias"),
+    ("chunked_attention", "attention_chunk_size", _set, "chunked local attention (attention_chunk_size)"),
+    ("nope_layers", "no_rope_layers", _set, "layers without rotary embeddings (no_rope_layers)"),
+    (
+        "multi_token_prediction",
+        "num_nextn_predict_layers",
+        lambda v: isinstance(v, int) and v > 0,
+        "multi-token prediction layers",
+    ),
+    ("attention_sinks", "attention_sink_size", _set, "attention sinks"),
+    ("bidirectional_attention", "use_bidirectional_attention", _true, "bidirectional attention"),
+)
+POSITION_EMBEDDINGS = ("absolute", "learned", "alibi")
+
+# Parameter names (per text decoder layer) that each mark a trait: (trait, pattern, description).
+TRAIT_PARAMS: tuple[tuple[str, str, str], ...] = (
+    ("sandwich_norms", r"(pre|post)_feedforward_layernorm", "extra sandwich norms around the MLP"),
+    ("post_attention_norm", r"post_(self_)?attn(ention)?_layernorm$|post_attention_norm", "extra post-attention norm"),
+    ("fused_qkv", r"(qkv_proj|query_key_value|Wqkv|c_attn|wqkv)\.", "fused q/k/v projection in the checkpoint"),
+    (
+        "fused_gate_up",
+        r"(gate_up_proj|w13|fc1|c_fc|dense_h_to_4h)\.",
+        "fused or non-gated MLP projection in the checkpoint",
+    ),
+    ("attention_sinks", r"\.sinks$", "attention sinks"),
+)
+
+
+def _grouping(heads: int | None, kv: int | None) -> str | None:
+    if heads is None or kv is None:
+        return None
+    if kv == heads:
+        return "mha"
+    if kv == 1:
+        return "mqa"
+    return "gqa"
+
+
+def attention_features(
+    text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, declared: Mapping[str, Any] | None = None
+) -> Attention:
+    hidden = text.int_("hidden_size", minimum=1)
+    heads = text.int_("num_heads", minimum=1)
+    kv = text.int_("num_kv_heads", minimum=1)
+    if heads is None and kv is not None:
+        # JetMoE-style configs give only the KV heads; transformers derives the rest (kv * top_k).
+        top_k = text.int_("top_k", minimum=1)
+        heads = kv * top_k if top_k else kv
+    kv = kv if kv is not None else heads
+    head_dim = text.int_("head_dim", minimum=1)
+    if heads is not None and kv is not None and heads % kv:
+        raise OnboardError(
+            f"{heads} attention heads cannot be shared evenly by {kv} key/value heads",
+            where=text.where("num_key_value_heads"),
+            fix="num_attention_heads must be a multiple of num_key_value_heads",
+            code="invalid-value",
+        )
+    if head_dim is None and hidden is not None and heads:
+        if hidden % heads:
+            raise OnboardError(
+                f"hidden_size {hidden} is not divisible by {heads} attention heads and no head_dim is given",
+                where=text.where("hidden_size"),
+                fix="set head_dim explicitly or correct hidden_size / num_attention_heads",
+                code="invalid-value",
+            )
+        head_dim = hidden // heads
+    bias_found = text.find("attention_bias")
+    bias_value = bool(text.bool_("attention_bias")) if bias_found and isinstance(bias_found.value, bool) else False
+    qkv_bias = o_bias = bias_value
+    bias_attr = bias_found.key[len(text.prefix) :] if bias_found else None
+    if bias_attr is not None and "." in bias_attr:
+        bias_attr = None  # nested under a sub-config, so not a flag the model code can read directly
+    if layer0 is not None:
+        qkv_bias = "self_attn.q_proj.bias" in layer0
+        o_bias = "self_attn.o_proj.bias" in layer0
+        if qkv_bias != o_bias or qkv_bias != bias_value:
+            bias_attr = None  # the biases are fixed by the architecture, not by the config flag
+    qk_norm = "per_head" if text.get("qk_norm") is True else "none"
+    if layer0 is not None:
+        qk_norm = _qk_norm_from_params(layer0, head_dim)
+    layer_types = text.get("layer_types")
+    if layer_types is not None and not (isinstance(layer_types, list) and all(isinstance(t, str) for t in layer_types)):
+        raise OnboardError(
+            "layer_types must be a list of strings",
+            where=text.where("layer_types"),
+            fix='use names such as "full_attention" / "sliding_attention"',
+            code="invalid-value",
+        )
+    window = text.int_("sliding_window", minimum=0)
+    if text.has("layer_types"):
+        sliding = "per_layer"
+    elif text.has("sliding_window"):
+        sliding = "all_layers"
+    else:
+        sliding = "none"
+    distinct = tuple(dict.fromkeys(layer_types or ()))
+    latent = None
+    kv_rank = text.int_("kv_lora_rank", minimum=1)
+    if kv_rank:
+        latent = LatentAttention(
+            q_lora_rank=text.int_("q_lora_rank", minimum=1),
+            kv_lora_rank=kv_rank,
+            qk_rope_head_dim=text.int_("qk_rope_head_dim", minimum=1),
+            qk_nope_head_dim=text.int_("qk_nope_head_dim", minimum=0),
+            v_head_dim=text.int_("v_head_dim", minimum=1),
+        )
+    # Explicit means the file states it (so the model code must read it) or it differs from hidden / heads.
+    stated = declared is not None and any(k in declared for k in ("head_dim", "kv_channels", "attention_head_dim"))
+    differs = head_dim is not None and heads is not None and hidden is not None and head_dim * heads != hidden
+    return Attention(
+        num_heads=heads,
+        num_kv_heads=kv,
+        head_dim=head_dim,
+        head_dim_explicit=stated or differs,
+        grouping=_grouping(heads, kv),
+        qkv_bias=qkv_bias,
+        o_bias=o_bias,
+        bias_attr=bias_attr,
+        qk_norm=qk_norm,
+        sliding_window=sliding,
+        window=window,
+        layer_types=distinct,
+        latent=latent,
+    )
+
+
+def _qk_norm_from_params(layer0: Mapping[str, tuple[int, ...]], head_dim: int | None) -> str:
+    for name, shape in layer0.items():
+        if re.search(r"self_attn\.(q_norm|q_layernorm|query_layernorm)\.weight$", name):
+            if shape and head_dim is not None and shape[-1] != head_dim:
+                return "full"
+            return "per_head"
+    return "none"
+
+
+def rope_features(text: ConfigView) -> Rope:
+    params = text.get("rope_scaling")
+    if params is not None and not isinstance(params, Mapping):
+        raise OnboardError(
+            f"{text.find('rope_scaling').key} must be an object or null",  # type: ignore[union-attr]
+            where=text.where("rope_scaling"),
+            fix='use e.g. {"rope_type": "linear", "factor": 2.0}',
+            code="invalid-value",
+        )
+    params = dict(params or {})
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if not isinstance(rope_type, str):
+        raise OnboardError(
+            "rope_type must be a string", where=text.where("rope_scaling"), fix="correct it", code="invalid-value"
+        )
+    theta = text.float_("rope_theta", positive=True)
+    if theta is None and isinstance(params.get("rope_theta"), (int, float)):
+        theta = float(params["rope_theta"])
+    partial = text.float_("partial_rotary_factor", positive=True)
+    if partial is None and isinstance(params.get("partial_rotary_factor"), (int, float)):
+        partial = float(params["partial_rotary_factor"])
+    extra = {k: v for k, v in params.items() if k not in ("rope_type", "type", "rope_theta", "partial_rotary_factor")}
+    return Rope(type=rope_type, theta=theta, partial_rotary_factor=partial or 1.0, parameters=extra)
+
+
+def mlp_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None) -> Mlp:
+    act = text.str_("hidden_act") or "silu"
+    bias_found = text.find("mlp_bias")
+    bias = bool(text.bool_("mlp_bias")) if bias_found else False
+    bias_attr = "mlp_bias" if bias_found else None
+    gated = True
+    if layer0 is not None:
+        mlp_keys = [k for k in layer0 if k.startswith("mlp.") and ".experts." not in k and "shared" not in k]
+        if mlp_keys:
+            gated = any("gate_proj" in k for k in mlp_keys)
+            inv_bias = any(k.endswith(".bias") for k in mlp_keys)
+            if inv_bias != bias:
+                bias, bias_attr = inv_bias, None
+    return Mlp(
+        activation=act, gated=gated, bias=bias, bias_attr=bias_attr, intermediate_size=text.int_("intermediate_size")
+    )
+
+
+def norm_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None) -> Norm:
+    rms = text.find("rms_norm_eps")
+    if rms is not None:
+        return Norm("rms", text.float_("rms_norm_eps", positive=True), rms.key.rsplit(".", 1)[-1])
+    ln = text.find("layer_norm_eps")
+    if ln is not None:
+        return Norm("layernorm", text.float_("layer_norm_eps", positive=True), ln.key.rsplit(".", 1)[-1])
+    if layer0 and not any(re.search(r"norm|ln", k) for k in layer0):
+        return Norm("layernorm", None, None)  # OLMo-style LayerNorm without weights
+    return Norm("rms", None, None)
+
+
+def _dense_layers(text: ConfigView, num_layers: int) -> tuple[int, ...]:
+    """Indices of layers with a dense MLP, from the layer-placement fields every MoE family uses."""
+    first_k = text.int_("first_k_dense_replace") or 0
+    freq = text.int_("moe_layer_freq", minimum=1) or 1
+    step = text.int_("decoder_sparse_step", minimum=1) or text.int_("interleave_moe_layer_step", minimum=1) or 1
+    only = text.get("mlp_only_layers") or []
+    if not isinstance(only, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in only):
+        raise OnboardError(
+            "mlp_only_layers must be a list of layer indices",
+            where=text.where("mlp_only_layers"),
+            fix="use integers",
+            code="invalid-value",
+        )
+    dense = []
+    for i in range(num_layers):
+        is_moe = i >= first_k and (i - first_k) % freq == 0 and (i + 1) % step == 0 and i not in only
+        if not is_moe:
+            dense.append(i)
+    return tuple(dense)
+
+
+def moe_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, names: Sequence[str]) -> Moe:
+    experts = text.int_("num_experts", minimum=0) or 0
+    top_k = text.int_("top_k", minimum=1)
+    if top_k is not None and top_k > experts:
+        raise OnboardError(
+            f"top-k {top_k} is larger than the {experts} routed experts",
+            where=text.where(text.find("top_k").key),  # type: ignore[union-attr]
+            fix="num_experts_per_tok must not exceed the expert count",
+            code="invalid-value",
+        )
+    num_layers = text.int_("num_layers", minimum=1) or 0
+    moe_inter = text.int_("moe_intermediate_size", minimum=1)
+    inter = text.int_("intermediate_size", minimum=1)
+    dense_inter = text.int_("dense_intermediate_size", minimum=1)
+    if moe_inter is None:
+        # Families without a separate expert width (Mixtral, OLMoE, JetMoE, Granite) use intermediate_size.
+        expert_inter, dense_inter = inter, dense_inter
+    else:
+        expert_inter, dense_inter = moe_inter, dense_inter or inter
+    shared_n = text.int_("num_shared_experts", minimum=0) or 0
+    shared_size = text.int_("shared_expert_intermediate_size", minimum=1)
+    if shared_size and not shared_n:
+        shared_n = 1
+    shared_gate = any("shared_expert_gate" in n for n in names) if names else bool(shared_size)
+    if names and not shared_n and any(re.search(r"\.shared_experts?\.", n) for n in names):
+        shared_n = 1
+    score = (text.str_("score_func") or "softmax").lower()
+    correction = text.get("topk_method") == "noaux_tc" or any("e_score_correction_bias" in n for n in names)
+    if correction and text.find("score_func") is None:
+        score = "sigmoid"
+    scaling = text.float_("routed_scaling_factor") or 1.0
+    return Moe(
+        num_experts=experts,
+        top_k=top_k,
+        expert_intermediate_size=expert_inter,
+        dense_intermediate_size=dense_inter,
+        num_shared_experts=shared_n,
+        shared_expert_intermediate_size=shared_size or (expert_inter * shared_n if shared_n and expert_inter else None),
+        shared_expert_gate=shared_gate,
+        score_func=score,
+        correction_bias=correction,
+        norm_topk_prob=bool(text.get("norm_topk_prob", False)),
+        routed_scaling_factor=scaling,
+        n_group=text.int_("n_group", minimum=1),
+        topk_group=text.int_("topk_group", minimum=1),
+        dense_layers=_dense_layers(text, num_layers),
+        moe_layers=num_layers - len(_dense_layers(text, num_layers)),
+    )
+
+
+def vision_features(raw: Mapping[str, Any], vision_key: str) -> Vision:
+    node = raw.get(vision_key)
+    view = ConfigView(node if isinstance(node, Mapping) else {}, f"{vision_key}.")
+    top = ConfigView(raw)
+    if "perceiver_config" in raw:
+        projector = "perceiver resampler"
+    elif raw.get("projector_hidden_act") or raw.get("multi_modal_projector_bias") is not None:
+        projector = "mlp"
+    else:
+        projector = "linear"
+    return Vision(
+        model_type=view.raw("model_type") if isinstance(view.raw("model_type"), str) else None,
+        hidden_size=view.int_("hidden_size", minimum=1),
+        num_layers=view.int_("vision_layers", minimum=1),
+        num_heads=view.int_("vision_heads", minimum=1),
+        patch_size=view.int_("patch_size", minimum=1),
+        image_size=view.int_("image_size", minimum=1),
+        image_token_id=top.int_("image_token_id", minimum=0),
+        projector=projector,
+        config_key=vision_key,
+    )
+
+
+def traits(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, norm: Norm) -> tuple[Trait, ...]:
+    """What the config and the reference's parameters show beyond the plain pre-norm decoder, each once."""
+    found: list[Trait] = []
+    for key, field_name, test, description in TRAIT_FIELDS:
+        value = text.raw(field_name)
+        if value is not None and test(value):
+            found.append(Trait(key, f"{description}: {text.path(field_name)} = {value!r}"))
+    pos = text.raw("position_embedding_type")
+    if isinstance(pos, str) and pos in POSITION_EMBEDDINGS:
+        found.append(
+            Trait("absolute_positions", f"{pos} position embeddings: {text.path('position_embedding_type')} = {pos!r}")
+        )
+    if norm.type == "layernorm":
+        where = f" ({norm.eps_attr})" if norm.eps_attr else " (no norm weights)"
+        found.append(Trait("layernorm", "LayerNorm instead of RMSNorm" + where))
+    # transformers folds an "mrope" type into its default type and keeps only the sections.
+    ropes = [r for r in (text.get("rope_scaling"), text.raw("rope_parameters")) if isinstance(r, Mapping)]
+    if any((r.get("rope_type") or r.get("type")) == "mrope" or "mrope_section" in r for r in ropes):
+        found.append(Trait("mrope", "multimodal RoPE sections (mrope)"))
+    if layer0 is not None:
+        for name in layer0:
+            for key, pattern, description in TRAIT_PARAMS:
+                if re.search(pattern, name):
+                    found.append(Trait(key, f"{description}: parameter layers.0.{name}"))
+        if not any(k.startswith("post_attention_layernorm.") for k in layer0) and any(
+            k.startswith("input_layernorm.") for k in layer0
+        ):
+            found.append(Trait("parallel_block", "parallel attention/MLP block (one norm per layer)"))
+    return tuple(dict.fromkeys(found))
+
+
+def extract(
+    raw: Mapping[str, Any],
+    text: ConfigView,
+    *,
+    kind: str,
+    vision_key: str | None,
+    inventory: Mapping[str, tuple[int, ...]] | None = None,
+    declared: Mapping[str, Any] | None = None,
+) -> Features:
+    """Build the features of a supported verdict; ``inventory`` maps checkpoint names to shapes when known."""
+    layer0 = None
+    names: list[str] = []
+    if inventory is not None:
+        names = list(inventory)
+        layer0 = {}
+        for name, shape in inventory.items():
+            if re.search(r"vision|visual|vit\.|perceiver|resampler|image|mm_projector|multi_modal", name):
+                continue
+            m = re.search(r"(?:^|\.)(?:layers|blocks|h|layer)\.0\.(.+)$", name)
+            if m:
+                layer0[m.group(1)] = tuple(shape)
+    attention = attention_features(text, layer0, declared if declared is not None else text.data)
+    norm = norm_features(text, layer0)
+    tie = text.get("tie_word_embeddings")
+    if tie is None:
+        tie = raw.get("tie_word_embeddings")
+    if tie is not None and not isinstance(tie, bool):
+        raise OnboardError(
+            "tie_word_embeddings must be true or false",
+            where=text.where("tie_word_embeddings"),
+            fix="correct it",
+            code="invalid-value",
+        )
+    is_moe = kind == "moe" or (kind == "vlm" and text.int_("num_experts", minimum=0) not in (None, 0, 1))
+    for fact in ("vocab_size", "num_layers", "hidden_size"):
+        text.int_(fact, minimum=1)
+    return Features(
+        attention=attention,
+        rope=rope_features(text),
+        mlp=mlp_features(text, layer0),
+        norm=norm,
+        tie_word_embeddings=tie,
+        num_layers=text.int_("num_layers", minimum=1),
+        hidden_size=text.int_("hidden_size", minimum=1),
+        vocab_size=text.int_("vocab_size", minimum=1),
+        moe=moe_features(text, layer0, names) if is_moe else None,
+        vision=vision_features(raw, vision_key) if kind == "vlm" and vision_key else None,
+        traits=traits(text, layer0, norm),
+    )

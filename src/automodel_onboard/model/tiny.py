@@ -1,0 +1,239 @@
+"""A tiny test config derived from the real one.
+
+The tiny config keeps what decides the code path (head grouping, an explicit head_dim that differs from
+hidden/heads, biases, norms, RoPE type, tied embeddings, one layer of each attention type and of each
+dense/MoE kind, top-k below the expert count, shared experts, a small vision tower) and shrinks every size so
+the reference model has well under 2M parameters. Sizes are written back under the key the real config used,
+so sub-config layouts (DBRX's ``attn_config``/``ffn_config``, nested ``text_config``) are preserved.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from automodel_onboard.model.features import Features
+from automodel_onboard.model.fields import ALIASES, ConfigView
+
+TINY_VOCAB = 256
+TINY_HEAD_DIM = 16
+TINY_INTERMEDIATE = 128
+TINY_EXPERT_INTERMEDIATE = 32
+TINY_EXPERTS = 4
+TINY_WINDOW = 4  # smaller than the generated tests' sequences, so sliding-window masking is exercised
+TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "vision_layers": 2, "vision_heads": 2}
+VISION_WIDTH = re.compile(r"(_dim|_size|hidden_size)$(?<!image_size)(?<!patch_size)")
+DROP_KEYS = ("_name_or_path", "auto_map", "transformers_version", "quantization_config", "torch_dtype", "dtype")
+
+
+def _set(node: dict[str, Any], fact: str, value: Any, *, force: bool = True) -> None:
+    """Write ``value`` under the alias the config already uses for ``fact`` (else the canonical key)."""
+    for key in ALIASES[fact]:
+        parent: Any = node
+        parts = key.split(".")
+        for part in parts[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and parent.get(parts[-1]) is not None:
+            parent[parts[-1]] = value
+            return
+    if force:
+        node[ALIASES[fact][0]] = value
+
+
+def _heads(features: Features) -> tuple[int, int]:
+    grouping = features.attention.grouping
+    heads, kv = features.attention.num_heads or 4, features.attention.num_kv_heads or 4
+    if grouping == "mqa":
+        return 4, 1
+    if grouping == "gqa":
+        group = heads // kv
+        return 2 * min(group, 8), 2
+    return 4, 4
+
+
+def _hidden(features: Features, heads: int) -> int:
+    att = features.attention
+    q_width = heads * TINY_HEAD_DIM
+    real_hidden, real_heads, real_dim = features.hidden_size, att.num_heads, att.head_dim
+    if not (real_hidden and real_heads and real_dim) or real_heads * real_dim == real_hidden:
+        return q_width
+    # Keep the real ratio of attention width to hidden size, on a multiple of 8, and never equal to it.
+    ratio = real_heads * real_dim / real_hidden
+    hidden = max(16, int(round(q_width / ratio / 8)) * 8)
+    if ratio > 1 and hidden >= q_width:
+        hidden = q_width - 8
+    elif ratio < 1 and hidden <= q_width:
+        hidden = q_width + 8
+    return hidden
+
+
+def _remap_token_ids(node: dict[str, Any], vocab: int, mapping: dict[int, int]) -> None:
+    for key, value in list(node.items()):
+        if key.endswith(("_token_id", "_token_index", "_token_ids")):
+            if isinstance(value, int) and not isinstance(value, bool):
+                node[key] = _remap_id(value, vocab, mapping)
+            elif isinstance(value, list):
+                node[key] = [_remap_id(v, vocab, mapping) if isinstance(v, int) else v for v in value]
+
+
+def _remap_id(value: int, vocab: int, mapping: dict[int, int]) -> int:
+    if 0 <= value < vocab:
+        return value
+    if value not in mapping:
+        mapping[value] = vocab - 1 - len(mapping)
+    return mapping[value]
+
+
+def _rescale_rope(params: dict[str, Any], rotary_dim: int) -> None:
+    """Per-frequency RoPE lists are sized by the head dim: resize them to the tiny one."""
+    half = rotary_dim // 2
+    for key in ("long_factor", "short_factor"):
+        if isinstance(params.get(key), list) and params[key]:
+            values = params[key]
+            params[key] = [values[int(i * len(values) / half)] for i in range(half)]
+    section = params.get("mrope_section")
+    if isinstance(section, list) and section and all(isinstance(s, int) for s in section):
+        total = sum(section)
+        scaled = [max(1, s * half // total) for s in section]
+        scaled[-1] += half - sum(scaled)
+        params["mrope_section"] = scaled
+
+
+def _shrink_text(node: dict[str, Any], features: Features) -> int:
+    heads, kv = _heads(features)
+    hidden = _hidden(features, heads)
+    att = features.attention
+    _set(node, "hidden_size", hidden)
+    _set(node, "num_heads", heads)
+    _set(node, "num_kv_heads", kv)
+    # Always explicit: class defaults such as Gemma's head_dim 256 would otherwise bloat the tiny model.
+    _set(node, "head_dim", TINY_HEAD_DIM)
+    _set(node, "vocab_size", TINY_VOCAB)
+    _set(node, "intermediate_size", TINY_INTERMEDIATE)
+    if att.latent is not None:
+        for fact, value in (
+            ("kv_lora_rank", 16),
+            ("q_lora_rank", 24),
+            ("qk_rope_head_dim", 8),
+            ("qk_nope_head_dim", 8),
+            ("v_head_dim", 16),
+        ):
+            _set(node, fact, value, force=fact != "q_lora_rank" or att.latent.q_lora_rank is not None)
+    if att.window is not None and att.window > 0:
+        _set(node, "sliding_window", TINY_WINDOW)
+    num_layers = 2
+    if att.layer_types:
+        node["layer_types"] = list(att.layer_types) + [att.layer_types[-1]] * max(0, 2 - len(att.layer_types))
+        num_layers = len(node["layer_types"])
+    if isinstance(node.get("max_window_layers"), int):
+        node["max_window_layers"] = min(node["max_window_layers"], num_layers // 2 or 1)
+    if features.moe is not None:
+        num_layers = max(num_layers, _shrink_moe(node, features))
+        if isinstance(node.get("layer_types"), list):
+            node["layer_types"] = (node["layer_types"] * num_layers)[:num_layers]
+    _set(node, "num_layers", num_layers)
+    rope = node.get("rope_scaling") or node.get("rope_parameters")
+    if isinstance(rope, dict):
+        partial = features.rope.partial_rotary_factor
+        _rescale_rope(rope, int(TINY_HEAD_DIM * partial))
+    return hidden
+
+
+def _shrink_moe(node: dict[str, Any], features: Features) -> int:
+    moe = features.moe
+    assert moe is not None
+    view = ConfigView(node)
+    _set(node, "num_experts", TINY_EXPERTS)
+    _set(node, "top_k", max(1, min(moe.top_k or 1, TINY_EXPERTS // 2)))
+    if view.find("moe_intermediate_size") is not None:
+        _set(node, "moe_intermediate_size", TINY_EXPERT_INTERMEDIATE)
+    else:
+        _set(node, "intermediate_size", TINY_EXPERT_INTERMEDIATE)
+    if view.find("dense_intermediate_size") is not None:
+        _set(node, "dense_intermediate_size", TINY_INTERMEDIATE)
+    if view.find("shared_expert_intermediate_size") is not None:
+        _set(node, "shared_expert_intermediate_size", TINY_EXPERT_INTERMEDIATE)
+    if view.find("num_shared_experts") is not None and moe.num_shared_experts:
+        _set(node, "num_shared_experts", 1)
+    if moe.n_group and moe.n_group > 1:
+        _set(node, "n_group", 2)
+        _set(node, "topk_group", 1)
+    elif moe.n_group:
+        _set(node, "n_group", 1)
+        _set(node, "topk_group", 1)
+    # One dense and one MoE layer when the real model has both, using the family's own placement fields.
+    has_dense = bool(moe.dense_layers)
+    layers = 2
+    for fact in ("first_k_dense_replace",):
+        if view.find(fact) is not None:
+            _set(node, fact, 1 if has_dense else 0)
+    for fact in ("moe_layer_freq", "decoder_sparse_step", "interleave_moe_layer_step"):
+        found = view.find(fact)
+        if found is not None and isinstance(found.value, int) and found.value > 1:
+            _set(node, fact, 2)
+    if isinstance(node.get("mlp_only_layers"), list) and node["mlp_only_layers"]:
+        node["mlp_only_layers"] = [0]
+    if has_dense and view.find("first_k_dense_replace") is not None and view.find("moe_layer_freq") is not None:
+        layers = 3
+    return layers
+
+
+def _shrink_vision(node: dict[str, Any], text_hidden: int) -> None:
+    for fact, value in TINY_VISION.items():
+        _set(node, fact, value, force=fact in ("hidden_size", "intermediate_size"))
+    patch = node.get("patch_size") if isinstance(node.get("patch_size"), int) else 14
+    node.setdefault("patch_size", patch)
+    node["image_size"] = patch * 4
+    if "head_dim" in node:
+        node["head_dim"] = TINY_VISION["hidden_size"] // TINY_VISION["vision_heads"]
+    # Projector and output widths go by many names; every large one is shrunk together so they stay equal.
+    for key, value in list(node.items()):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 64 and VISION_WIDTH.search(key):
+            node[key] = text_hidden if key in ("out_hidden_size", "projection_dim") else TINY_VISION["hidden_size"]
+    if "fullatt_block_indexes" in node:
+        node["fullatt_block_indexes"] = [TINY_VISION["vision_layers"] - 1]
+    if "num_image_tokens" in node:
+        node["num_image_tokens"] = 16
+
+
+def tiny_config(raw: Mapping[str, Any], features: Features, *, text_key: str, vision_key: str | None) -> dict[str, Any]:
+    """The tiny config as a JSON-able dict in the same layout as ``raw``."""
+    tiny = copy.deepcopy(dict(raw))
+    for key in DROP_KEYS:
+        tiny.pop(key, None)
+    text = tiny if not text_key else tiny.setdefault(text_key, {})
+    for key in DROP_KEYS:
+        text.pop(key, None)
+    hidden = _shrink_text(text, features)
+    mapping: dict[int, int] = {}
+    _remap_token_ids(text, TINY_VOCAB, mapping)
+    if text is not tiny:
+        _remap_token_ids(tiny, TINY_VOCAB, mapping)
+        if "vocab_size" in tiny:
+            tiny["vocab_size"] = TINY_VOCAB
+        if "hidden_size" in tiny:
+            tiny["hidden_size"] = hidden
+    if vision_key and isinstance(tiny.get(vision_key), dict):
+        vision = tiny[vision_key]
+        for key in DROP_KEYS:
+            vision.pop(key, None)
+        _shrink_vision(vision, hidden)
+        if "projection_dim" in tiny:
+            tiny["projection_dim"] = hidden
+        if "mm_tokens_per_image" in tiny:
+            tiny["mm_tokens_per_image"] = 4
+    if isinstance(tiny.get("perceiver_config"), dict):
+        tiny["perceiver_config"].update(
+            {
+                "resampler_n_latents": 4,
+                "resampler_depth": 1,
+                "resampler_n_heads": 2,
+                "resampler_head_dim": 16,
+                "num_key_value_heads": 1,
+            }
+        )
+        tiny["perceiver_config"].pop("torch_dtype", None)
+    tiny["dtype"] = "float32"
+    return tiny
