@@ -144,3 +144,132 @@ def test_block_is_plain_python_for_the_template_engine():
     """It is included into a Jinja template, so it must hold nothing Jinja would interpret."""
     text = BLOCK.read_text()
     assert not any(token in text for token in ("{{", "{%", "{#")), Path(BLOCK).name
+
+
+# Real MoE checkpoint layouts, as transformers' save_pretrained writes them, mapped by rows onto NeMo AutoModel's
+# own MoE layer: (family, config class, model class, config overrides, rows as (nemo, shape, hf, split, transpose)).
+L0 = "model.layers.0."
+MOE_LAYOUTS = {
+    "qwen3_moe (per-expert gate/up/down)": (
+        "Qwen3MoeConfig",
+        "Qwen3MoeForCausalLM",
+        {"moe_intermediate_size": 8, "num_experts": 4, "norm_topk_prob": True},
+        (
+            ("gate.weight", ("experts", "hidden"), (L0 + "mlp.gate.weight",), (), False),
+            (
+                "experts.gate_and_up_projs",
+                ("moe", "hidden"),
+                (L0 + "mlp.experts.{expert}.gate_proj.weight", L0 + "mlp.experts.{expert}.up_proj.weight"),
+                ("moe", "moe"),
+                True,
+            ),
+            ("experts.down_projs", ("hidden", "moe"), (L0 + "mlp.experts.{expert}.down_proj.weight",), (), True),
+        ),
+    ),
+    "mixtral (renamed block_sparse_moe w1/w3/w2)": (
+        "MixtralConfig",
+        "MixtralForCausalLM",
+        {"intermediate_size": 8, "num_local_experts": 4},
+        (
+            ("gate.weight", ("experts", "hidden"), (L0 + "block_sparse_moe.gate.weight",), (), False),
+            (
+                "experts.gate_and_up_projs",
+                ("moe", "hidden"),
+                (
+                    L0 + "block_sparse_moe.experts.{expert}.w1.weight",
+                    L0 + "block_sparse_moe.experts.{expert}.w3.weight",
+                ),
+                ("moe", "moe"),
+                True,
+            ),
+            ("experts.down_projs", ("hidden", "moe"), (L0 + "block_sparse_moe.experts.{expert}.w2.weight",), (), True),
+        ),
+    ),
+    "granitemoe (fused, stacked on disk)": (
+        "GraniteMoeConfig",
+        "GraniteMoeForCausalLM",
+        {"intermediate_size": 8, "num_local_experts": 4},
+        (
+            ("gate.weight", ("experts", "hidden"), (L0 + "block_sparse_moe.router.layer.weight",), (), False),
+            (
+                "experts.gate_and_up_projs",
+                ("experts", "moe2", "hidden"),
+                (L0 + "block_sparse_moe.input_linear.weight",),
+                (),
+                True,
+            ),
+            (
+                "experts.down_projs",
+                ("experts", "hidden", "moe"),
+                (L0 + "block_sparse_moe.output_linear.weight",),
+                (),
+                True,
+            ),
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("family", list(MOE_LAYOUTS))
+def test_rows_carry_real_moe_checkpoints_into_nemo_grouped_experts_and_back(family, tmp_path):
+    """A saved checkpoint's experts, converted by the rows, load into NeMo AutoModel's MoE layer, which then computes
+    what the reference's sparse block computes; converting back gives the saved tensors bit for bit."""
+    import transformers
+    from nemo_automodel.components.models.common import BackendConfig
+    from nemo_automodel.components.moe.config import MoEConfig
+    from nemo_automodel.components.moe.layers import MoE
+    from safetensors.torch import load_file
+
+    config_name, model_name, overrides, table = MOE_LAYOUTS[family]
+    sizes = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1}
+    config = getattr(transformers, config_name)(vocab_size=64, num_experts_per_tok=2, **sizes, **overrides)
+    torch.manual_seed(0)
+    reference = getattr(transformers, model_name)(config).eval()
+    with torch.no_grad():
+        for param in reference.parameters():
+            param.add_(torch.randn_like(param) * 0.2)
+    reference.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "model.safetensors")
+    dims = {"experts": 4, "hidden": 16, "moe": 8, "moe2": 16}
+    rows = [Row(nemo, shape, hf=hf, split=split, transpose=transpose) for nemo, shape, hf, split, transpose in table]
+    state = {row.nemo: row.from_checkpoint([saved[n] for n in row.names(None, dims["experts"])[1]]) for row in rows}
+
+    moe_config = MoEConfig(
+        dim=16,
+        inter_dim=32,
+        moe_inter_dim=8,
+        n_routed_experts=4,
+        n_shared_experts=0,
+        n_activated_experts=2,
+        n_expert_groups=0,
+        n_limited_groups=0,
+        train_gate=True,
+        gate_bias_update_factor=0.0,
+        aux_loss_coeff=0.0,
+        score_func="softmax",
+        softmax_before_topk=True,
+        route_scale=1.0,
+        norm_topk_prob=True,  # each of these routers renormalises its top-k weights
+        dtype=torch.float32,
+    )
+    backend = BackendConfig(attn="sdpa", linear="torch", rms_norm="torch", experts="torch", dispatcher="torch")
+    layer = MoE(moe_config, backend)
+    assert set(layer.state_dict()) == set(state)
+    layer.load_state_dict(state, strict=True)
+    decoder_layer = reference.model.layers[0]
+    block = decoder_layer.mlp if hasattr(decoder_layer, "mlp") else decoder_layer.block_sparse_moe
+    x = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), torch._dynamo.config.patch(disable=True):  # NeMo compiles its activations on first use
+        want = block(x)
+        got = layer(x)
+    want = want[0] if isinstance(want, tuple) else want
+    assert (got - want).abs().max().item() <= 1e-5
+
+    back = {
+        n: t
+        for row in rows
+        for n, t in zip(row.names(None, 4)[1], row.to_checkpoint(state[row.nemo], dims), strict=True)
+    }
+    assert set(back) <= set(saved)
+    for name, tensor in back.items():
+        assert torch.equal(bits(tensor), bits(saved[name])), name

@@ -26,9 +26,9 @@ def test_every_kind_has_its_template_and_every_template_a_kind():
 
 def test_a_verdict_without_a_template_is_refused_with_the_choices():
     with pytest.raises(OnboardError) as info:
-        kinds.get("moe")
+        kinds.get("vlm")
     assert info.value.code == "no-template"
-    assert info.value.what == "the moe template is not available yet"
+    assert info.value.what == "the vlm template is not available yet"
     assert info.value.fix == f"templates available: {', '.join(kinds.names())}"
 
 
@@ -45,10 +45,11 @@ def test_copier_yml_offers_exactly_the_registered_kinds():
 
 
 def test_render_all_runs_synthetic_cases_of_registered_kinds_only(tmp_path, monkeypatch):
-    extra = matrix.Synthetic("moe-case", "moe", matrix.LLAMA_BASE)
-    monkeypatch.setitem(matrix.CASES, "moe", (extra,))
+    extra = matrix.Synthetic("vlm-case", "vlm", matrix.LLAMA_BASE)
+    monkeypatch.setitem(matrix.CASES, "vlm", (extra,))
     cases = render_all.synthetic_cases(tmp_path)
-    assert {c.case_id for c in cases} == {f"synthetic/{s.case_id}" for s in matrix.CASES["dense"]}
+    offered = [s for kind in kinds.names() for s in matrix.CASES[kind]]
+    assert {c.case_id for c in cases} == {f"synthetic/{s.case_id}" for s in offered}
 
 
 def test_kinds_give_templates_their_nemo_terms():

@@ -119,12 +119,61 @@ def test_shape_mismatch_is_a_gap():
     assert not checkpoint.check_shapes(inventory, rows, {"hidden": 7}, "dense")
 
 
-def test_a_moe_verdict_has_no_layout_until_its_template_lands():
-    spec = build_spec(load_config("Qwen__Qwen3-235B-A22B.json"), existing_models=frozenset())
-    assert spec.kind == "moe" and spec.layout is None
+def test_a_verdict_without_a_template_has_no_layout():
+    spec = build_spec(load_config("Qwen__Qwen2.5-VL-3B-Instruct.json"), existing_models=frozenset())
+    assert spec.kind == "vlm" and spec.layout is None
     with pytest.raises(OnboardError) as info:
-        spec.for_kind("moe")
+        spec.for_kind("vlm")
     assert info.value.code == "no-template"
+
+
+def _rows(lay):
+    return {t["nemo"]: (tuple(t["hf"]), t["layers"], t["transpose"]) for t in lay["tensors"] if ".mlp." in t["nemo"]}
+
+
+def test_moe_rows_map_each_family_convention_onto_nemo_grouped_experts(spec):
+    prefix = "model.layers.{layer}."
+    qwen2 = spec("Qwen__Qwen2-57B-A14B.json", "moe")["layout"]
+    rows = _rows(qwen2)
+    assert rows[prefix + "mlp.experts.gate_and_up_projs"] == (
+        (prefix + "mlp.experts.{expert}.gate_proj.weight", prefix + "mlp.experts.{expert}.up_proj.weight"),
+        "moe",
+        True,
+    )
+    assert rows[prefix + "mlp.shared_experts.up_proj.weight"][0] == (prefix + "mlp.shared_expert.up_proj.weight",)
+    assert prefix + "mlp.shared_expert_gate.weight" in rows and qwen2["gaps"] == []
+    args = dict(qwen2["moe_args"])
+    assert (args["n_shared_experts"], args["shared_expert_gate"]) == ("1", "True")
+    assert args["shared_expert_inter_dim"] == "config.shared_expert_intermediate_size"
+    assert args["norm_topk_prob"] == "config.norm_topk_prob"
+
+    mixtral = spec("mistralai__Mixtral-8x22B-v0.1.json", "moe")["layout"]
+    assert _rows(mixtral)[prefix + "mlp.gate.weight"][0] == (prefix + "block_sparse_moe.gate.weight",)
+    args = dict(mixtral["moe_args"])
+    assert (args["norm_topk_prob"], args["n_routed_experts"], args["moe_inter_dim"]) == (
+        "True",  # MixtralConfig has no switch: its router always renormalises
+        "config.num_local_experts",
+        "config.intermediate_size",
+    )
+    assert [g["condition"] for g in mixtral["layer_groups"]] == ["not (True)", "True"]
+
+
+def test_moe_placement_follows_the_fields_the_family_declares(spec):
+    groups = spec("Qwen__Qwen3-235B-A22B.json", "moe")["layout"]["layer_groups"]
+    assert groups[1] == {
+        "name": "moe",
+        "condition": "(i + 1) % config.decoder_sparse_step == 0 and i not in config.mlp_only_layers",
+    }
+    dense_layers = spec("Qwen__Qwen3-235B-A22B.json", "moe", mlp_only_layers=[0])["layout"]
+    dense_rows = {t["nemo"] for t in dense_layers["tensors"] if t["layers"] == "dense"}
+    assert dense_rows == {f"model.layers.{{layer}}.mlp.{p}_proj.weight" for p in ("gate", "up", "down")}
+
+
+def test_what_nemo_moe_cannot_reproduce_is_a_gap(spec):
+    olmoe = spec("allenai__OLMoE-1B-7B-0125.json", "moe")["layout"]["gaps"]
+    assert any("q_norm.weight has shape" in g for g in olmoe)  # q/k norms over the whole width
+    glm = spec("zai-org__GLM-4.5.json", "moe")["layout"]["gaps"]
+    assert any("routing with a score correction bias" in g for g in glm)
 
 
 def test_traits_a_kind_does_not_implement_are_its_gaps(spec):

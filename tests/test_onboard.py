@@ -267,12 +267,14 @@ def test_plain_copier_copy_checks_renders_and_registers(checkout):
     assert '("nemo_automodel.components.models.qwen3_gen.model", "Qwen3ForCausalLM")' in registry
 
 
-@pytest.mark.parametrize(("model", "kind"), [(QWEN3, "moe"), (CONFIGS / "Qwen__Qwen2-57B-A14B.json", None)])
+@pytest.mark.parametrize(("model", "kind"), [(QWEN3, "vlm"), (CONFIGS / "Qwen__Qwen2.5-VL-3B-Instruct.json", None)])
 def test_a_kind_without_a_template_is_refused(checkout, model, kind):
+    before = snapshot(checkout)
     with pytest.raises(OnboardError) as info:
         onboard.new(onboard.Request(model=str(model), dest=checkout, name="x_gen", kind=kind, verify=False))
     assert info.value.code == "no-template"
-    assert "templates available: dense" in info.value.fix
+    assert info.value.fix == "templates available: dense, moe"
+    assert snapshot(checkout) == before
 
 
 def test_overriding_the_kind_warns(checkout):

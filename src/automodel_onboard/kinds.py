@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from automodel_onboard.errors import OnboardError
-from automodel_onboard.layout import dense
+from automodel_onboard.layout import dense, moe
 
 if TYPE_CHECKING:
     from automodel_onboard.model.spec import ArchSpec
@@ -47,22 +47,24 @@ class Kind:
         }
 
 
+# What a causal LM is in NeMo AutoModel's terms: its auto class, recipe family and docs section.
+CAUSAL_LM: Mapping[str, str] = MappingProxyType(
+    {
+        "auto_class": "NeMoAutoModelForCausalLM",
+        "recipe_family": "llm_finetune",
+        "docs_section": "llm",
+        "docs_slug": "large-language-models",
+        "task": "Text Generation",
+        "guide": "LLM Fine-Tuning Guide",
+    }
+)
+
 KINDS: Mapping[str, Kind] = MappingProxyType(
     {
         kind.name: kind
         for kind in (
-            Kind(
-                name="dense",
-                template="dense",
-                build_layout=dense.build,
-                symbols=dense.NEMO_SYMBOLS,
-                auto_class="NeMoAutoModelForCausalLM",
-                recipe_family="llm_finetune",
-                docs_section="llm",
-                docs_slug="large-language-models",
-                task="Text Generation",
-                guide="LLM Fine-Tuning Guide",
-            ),
+            Kind(name="dense", template="dense", build_layout=dense.build, symbols=dense.NEMO_SYMBOLS, **CAUSAL_LM),
+            Kind(name="moe", template="moe", build_layout=moe.build, symbols=moe.NEMO_MOE_SYMBOLS, **CAUSAL_LM),
         )
     }
 )

@@ -12,15 +12,17 @@ Here the table is data: it is matched against the reference's inventory to find 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 LAYER = "{layer}"  # placeholder for the decoder-layer index in name templates
 EXPERT = "{expert}"  # placeholder for the routed-expert index in checkpoint name templates
 LAYER_NAME = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 NUMBERED = re.compile(r"\.\d+\.")
+NUMBERED_EXPERT = re.compile(r"(?<=experts\.)\d+(?=\.)")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class CheckpointTensor:
     split: tuple[str, ...] = ()  # with several names: each one's size along ``dim``
     dim: int = 0
     transpose: bool = False
+    layers: str = "all"  # the decoder layers a {layer} row covers: "all", or a group such as "dense" / "moe"
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -57,6 +60,8 @@ class TensorTable:
     layer_prefix: str  # checkpoint prefix of decoder layer ``{layer}``
     template: str  # the kind's name, for gap messages
     always: frozenset[str] = frozenset()  # global tensors built even when the checkpoint omits them (a tied head)
+    # What only some layers hold (a MoE family's dense and MoE layers): per group, rows named below the layer prefix.
+    groups: Mapping[str, tuple[CheckpointTensor, ...]] = field(default_factory=dict)
 
     def rows(self, present_globals: Iterable[str], present_layer: Iterable[str]) -> tuple[CheckpointTensor, ...]:
         """The rows of the tensors present (checkpoint and model names alike)."""
@@ -65,12 +70,35 @@ class TensorTable:
         rows += [CheckpointTensor(self.layer_prefix + n, s) for n, s in self.layer_tensors if n in layer]
         return tuple(rows)
 
+    def group_rows(self, group: str, present: set[str]) -> tuple[list[CheckpointTensor], set[str]]:
+        """The group's rows whose checkpoint names are all present (layer prefix added), and the names they use."""
+        names = {NUMBERED_EXPERT.sub(EXPERT, n) for n in present}
+        rows, used = [], set()
+        for row in self.groups.get(group, ()):
+            if all(source in names for source in row.sources):
+                rows.append(
+                    dataclasses.replace(
+                        row,
+                        nemo=self.layer_prefix + row.nemo,
+                        hf=tuple(self.layer_prefix + s for s in row.hf),
+                        layers=group,
+                    )
+                )
+                used.update(row.sources)
+        return rows, used
 
-def match(table: TensorTable, names: Sequence[str], num_layers: int) -> tuple[tuple[CheckpointTensor, ...], list[str]]:
-    """The rows for the inventory's tensor names (layer indices abstracted), and the gaps found.
 
-    Every decoder layer must hold the same tensors; a tensor without a row, or a layer that differs from the others,
-    is a gap: the generated model cannot load it.
+def match(
+    table: TensorTable,
+    names: Sequence[str],
+    num_layers: int,
+    groups: Mapping[str, Sequence[int]] | None = None,
+) -> tuple[tuple[CheckpointTensor, ...], list[str]]:
+    """The rows for the inventory's tensor names (layer and expert indices abstracted), and the gaps found.
+
+    Every decoder layer must hold the same tensors, except that the layers of each of ``groups`` (the dense and the
+    MoE layers of a MoE family) share theirs; a tensor without a row, or a layer that differs from its peers, is a
+    gap: the generated model cannot load it.
     """
     gaps: list[str] = []
     per_layer: dict[int, set[str]] = {}
@@ -83,17 +111,33 @@ def match(table: TensorTable, names: Sequence[str], num_layers: int) -> tuple[tu
             globals_.add(name)
     layer_sets = [per_layer.get(i, set()) for i in range(num_layers)]
     common = set.intersection(*layer_sets) if layer_sets else set()
-    for i, found in enumerate(layer_sets):
-        for extra in sorted(found - common):
+    rows = list(table.rows(globals_, common))
+    explained = {n for n, _ in table.layer_tensors}
+    unknown_layer: set[str] = set()
+    grouped: set[int] = set()
+    for group, indices in (groups or {}).items():
+        members = [layer_sets[i] for i in indices if i < num_layers]
+        shared = set.intersection(*members) if members else set()
+        for i in indices:
+            for extra in sorted(layer_sets[i] - shared) if i < num_layers else ():
+                gaps.append(f"tensor model.layers.{i}.{extra} exists only in some {group} layers")
+        found, used = table.group_rows(group, shared)
+        rows += found
+        explained |= used
+        unknown_layer |= shared
+        grouped.update(indices)
+    for i, found_names in enumerate(layer_sets):
+        for extra in sorted(found_names - common) if i not in grouped else ():
             gaps.append(f"tensor model.layers.{i}.{extra} exists only in some layers")
-    known_layer = {n for n, _ in table.layer_tensors}
-    known_global = {n for n, _ in table.global_tensors}
+    unknown_layer |= common
+    unknown = [
+        f"model.layers.{LAYER}.{s}" for s in sorted(unknown_layer) if NUMBERED_EXPERT.sub(EXPERT, s) not in explained
+    ]
+    unknown += sorted(globals_ - {n for n, _ in table.global_tensors})
     # Expert and other numbered sub-module indices are abstracted too, so a gap is reported once per kind.
-    unknown = [f"model.layers.{LAYER}.{s}" for s in sorted(common - known_layer)]
-    unknown += sorted(globals_ - known_global)
     for name in dict.fromkeys(NUMBERED.sub(".{n}.", n) for n in unknown):
         gaps.append(f"checkpoint tensor {name} has no counterpart in the {table.template} template")
-    return table.rows(globals_, common), gaps
+    return tuple(rows), gaps
 
 
 def check_shapes(

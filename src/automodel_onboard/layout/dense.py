@@ -10,7 +10,7 @@ build is a gap, and ``new`` refuses the model with the list.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from automodel_onboard.layout import checkpoint
 from automodel_onboard.layout.checkpoint import CheckpointTensor, TensorTable
@@ -170,6 +170,28 @@ def _model_imports(
 
 def build(spec: ArchSpec) -> DenseLayout | None:
     """The dense layout of a spec, or None without a reference inventory."""
+    fields = decoder_fields(spec, TENSORS, IMPLEMENTED_TRAITS)
+    return None if fields is None else DenseLayout(**fields)
+
+
+def reference_fields(spec: ArchSpec) -> frozenset[str]:
+    """The fields the reference config class declares (its model reads no others)."""
+    if spec.hf is not None:
+        return declared_config_fields(spec.hf["config_class"])
+    return frozenset(spec.remote_code["config_defaults"]) if spec.remote_code is not None else frozenset()
+
+
+def decoder_fields(
+    spec: ArchSpec,
+    table: TensorTable,
+    implemented: frozenset[str],
+    groups: dict[str, tuple[int, ...]] | None = None,
+    gaps: tuple[str, ...] = (),
+) -> dict[str, Any] | None:
+    """The decoder layout every text kind shares, as DenseLayout's fields; None without a reference inventory.
+
+    ``table`` and ``groups`` say which tensors the kind builds (and in which layers); ``gaps`` are the kind's own.
+    """
     hf, remote, inventory = spec.hf, spec.remote_code, spec.inventory
     if inventory is None or (hf is None and remote is None):
         return None
@@ -182,9 +204,10 @@ def build(spec: ArchSpec) -> DenseLayout | None:
         local, config_gaps = local_config(spec.class_prefix, spec.model_type, remote)
         config_class, reference_class = local.class_name, remote["model_class"].partition(".")[2]
         fields = frozenset(f.name for f in local.fields)
-    rows, gaps = checkpoint.match(TENSORS, [t.name for t in inventory.tensors], features.num_layers or 0)
-    prefix = TENSORS.layer_prefix
-    layer0 = frozenset(r.nemo[len(prefix) :] for r in rows if r.nemo.startswith(prefix))
+    names = [t.name for t in inventory.tensors]
+    rows, tensor_gaps = checkpoint.match(table, names, features.num_layers or 0, groups)
+    prefix = table.layer_prefix
+    layer0 = frozenset(r.nemo[len(prefix) :] for r in rows if r.nemo.startswith(prefix) and r.layers == "all")
     att = features.attention
     dims = {
         "vocab": features.vocab_size,
@@ -194,37 +217,44 @@ def build(spec: ArchSpec) -> DenseLayout | None:
         "kv": (att.num_kv_heads or 0) * (att.head_dim or 0) or None,
         "head_dim": att.head_dim,
     }
+    if features.moe is not None:
+        dims.update(experts=features.moe.num_experts, moe=features.moe.expert_intermediate_size)
+        dims.update(shared=features.moe.shared_expert_intermediate_size)
     # What the model is comes first, then what its checkpoint shows of it.
-    built = trait_gaps(features, IMPLEMENTED_TRAITS)
+    built = trait_gaps(features, implemented)
     if features.norm.type != "rms" or not features.norm.eps_attr:
-        built.append("the dense template builds RMSNorm with a config epsilon; this model normalises differently")
+        built.append(
+            f"the {table.template} template builds RMSNorm with a config epsilon; this model normalises differently"
+        )
     if not features.mlp.gated:
-        built.append("the dense template builds a gated MLP (gate_proj, up_proj, down_proj)")
-    gaps = [*built, *gaps, *checkpoint.check_shapes(inventory.tensors, rows, dims, "dense"), *config_gaps]
+        built.append(f"the {table.template} template builds a gated MLP (gate_proj, up_proj, down_proj)")
+    all_gaps = [*built, *gaps, *tensor_gaps, *checkpoint.check_shapes(inventory.tensors, rows, dims, table.template)]
     attention = attention_layout(features, layer0, fields)
     third_party, nemo = _model_imports(attention, config_class, local is not None)
     flags = {"qk_norm": attention.qk_norm}
     compared = tuple(
         ComparedModule(label, path, path) for label, path, needs in COMPARED_MODULES if needs is None or flags[needs]
     )
-    layer_weights = [r.sources[0] for r in rows if r.nemo.startswith(prefix) and r.nemo.endswith(".weight")]
-    return DenseLayout(
-        config_class=config_class,
-        reference_class=reference_class,
-        reference_alias=f"HF{reference_class}",
-        classes=class_names(spec.class_prefix, spec.architecture),
-        attention=attention,
-        mlp=mlp_layout(features, layer0),
-        norm_eps=f"config.{features.norm.eps_attr or 'rms_norm_eps'}",
-        padding_idx="config.pad_token_id" if "pad_token_id" in fields else "None",
-        tied="lm_head.weight" in inventory.tied,
-        tensors=rows,
-        probe=layer_weights[-1] if layer_weights else "",
-        dimensions=DIMENSIONS,
-        compared_modules=compared,
-        model_imports=third_party,
-        model_nemo_imports=nemo,
-        gaps=tuple(dict.fromkeys(gaps)),
-        local_config=local,
-        reference_config_alias=f"HF{remote['config_class'].partition('.')[2]}" if remote is not None else None,
-    )
+    layer_weights = [
+        r.sources[0] for r in rows if r.layers == "all" and r.nemo.startswith(prefix) and r.nemo.endswith(".weight")
+    ]
+    return {
+        "config_class": config_class,
+        "reference_class": reference_class,
+        "reference_alias": f"HF{reference_class}",
+        "classes": class_names(spec.class_prefix, spec.architecture),
+        "attention": attention,
+        "mlp": mlp_layout(features, layer0),
+        "norm_eps": f"config.{features.norm.eps_attr or 'rms_norm_eps'}",
+        "padding_idx": "config.pad_token_id" if "pad_token_id" in fields else "None",
+        "tied": "lm_head.weight" in inventory.tied,
+        "tensors": rows,
+        "probe": layer_weights[-1] if layer_weights else "",
+        "dimensions": DIMENSIONS,
+        "compared_modules": compared,
+        "model_imports": third_party,
+        "model_nemo_imports": nemo,
+        "gaps": tuple(dict.fromkeys([*all_gaps, *config_gaps])),
+        "local_config": local,
+        "reference_config_alias": f"HF{remote['config_class'].partition('.')[2]}" if remote is not None else None,
+    }

@@ -92,8 +92,72 @@ DENSE: tuple[Synthetic, ...] = (
     Synthetic("qwen2-layer-types-mixed", "dense", QWEN2_BASE),
 )
 
-# Every synthetic case, per kind (the MoE and VLM matrices join when their templates land).
-CASES: Mapping[str, tuple[Synthetic, ...]] = {"dense": DENSE}
+QWEN3_MOE_BASE: Mapping[str, Any] = {
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "model_type": "qwen3_moe",
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "moe_intermediate_size": 768,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 4,
+    "head_dim": 128,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "norm_topk_prob": True,
+    "decoder_sparse_step": 1,
+    "mlp_only_layers": [],
+    "router_aux_loss_coef": 0.001,
+    "hidden_act": "silu",
+    "max_position_embeddings": 32768,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "vocab_size": 151936,
+    "attention_bias": False,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+}
+QWEN2_MOE_BASE: Mapping[str, Any] = {
+    **{k: v for k, v in QWEN3_MOE_BASE.items() if k not in ("head_dim", "attention_bias")},
+    "architectures": ["Qwen2MoeForCausalLM"],
+    "model_type": "qwen2_moe",
+    "num_attention_heads": 16,
+    "norm_topk_prob": False,
+    "shared_expert_intermediate_size": 5632,
+}
+MIXTRAL_BASE: Mapping[str, Any] = {
+    "architectures": ["MixtralForCausalLM"],
+    "model_type": "mixtral",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "num_local_experts": 8,
+    "num_experts_per_tok": 2,
+    "router_aux_loss_coef": 0.02,
+    "hidden_act": "silu",
+    "max_position_embeddings": 32768,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 1000000.0,
+    "sliding_window": None,
+    "vocab_size": 32000,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+}
+
+MOE: tuple[Synthetic, ...] = (
+    Synthetic("qwen3-moe-base", "moe", QWEN3_MOE_BASE),
+    Synthetic("qwen3-moe-no-topk-norm", "moe", QWEN3_MOE_BASE, {"norm_topk_prob": False}),
+    Synthetic("qwen3-moe-dense-first-layer", "moe", QWEN3_MOE_BASE, {"mlp_only_layers": [0]}),
+    Synthetic("qwen3-moe-sparse-step", "moe", QWEN3_MOE_BASE, {"decoder_sparse_step": 2}),
+    Synthetic("qwen3-moe-tied", "moe", QWEN3_MOE_BASE, {"tie_word_embeddings": True}),
+    Synthetic("qwen2-moe-shared-expert", "moe", QWEN2_MOE_BASE),
+    Synthetic("mixtral-base", "moe", MIXTRAL_BASE),
+)
+
+# Every synthetic case, per kind (the VLM matrix joins when its template lands).
+CASES: Mapping[str, tuple[Synthetic, ...]] = {"dense": DENSE, "moe": MOE}
 
 
 def all_cases() -> tuple[Synthetic, ...]:

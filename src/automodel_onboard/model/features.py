@@ -325,7 +325,12 @@ def mlp_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None)
     bias_attr = "mlp_bias" if bias_found else None
     gated = True
     if layer0 is not None:
-        mlp_keys = [k for k in layer0 if k.startswith("mlp.") and ".experts." not in k and "shared" not in k]
+        # The router (mlp.gate) and the experts are not the dense MLP's projections.
+        mlp_keys = [
+            k
+            for k in layer0
+            if k.startswith("mlp.") and ".experts." not in k and "shared" not in k and not k.startswith("mlp.gate.")
+        ]
         if mlp_keys:
             gated = any("gate_proj" in k for k in mlp_keys)
             inv_bias = any(k.endswith(".bias") for k in mlp_keys)

@@ -9,7 +9,8 @@ class CheckpointTensor:
     ``hf`` names the checkpoint tensors (default: the model's own name, a plain rename otherwise). Several names
     are concatenated along ``dim``, ``split`` giving each one's size there (fused q/k/v, fused gate/up); a name
     holding ``{expert}`` is one tensor per expert, stacked along a new leading dim; ``transpose`` swaps the last two
-    dims of the model tensor. ``shape`` is one checkpoint tensor's shape in dimension symbols.
+    dims of the model tensor. ``shape`` is one checkpoint tensor's shape in dimension symbols. A name holding
+    ``{layer}`` repeats over the decoder layers of the set ``layers`` names (every layer, or the dense or MoE ones).
     """
 
     nemo: str
@@ -18,6 +19,7 @@ class CheckpointTensor:
     split: tuple[str, ...] = ()
     dim: int = 0
     transpose: bool = False
+    layers: str = "all"
 
     @property
     def sources(self) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""End to end: render the dense template for real and synthetic configs and run the generated tests.
+"""End to end: render every kind's template for real and synthetic configs and run the generated tests.
 
 Each onboarding goes into a scratch NeMo AutoModel checkout (the installed package in a fresh git repository).
 Models with different architectures share a checkout and one pytest run, since every run pays the torch and
@@ -25,8 +25,8 @@ copier = pytest.importorskip("copier")
 
 RUFF = [sys.executable, "-m", "ruff"]
 RUFF_RULES = ["--line-length", "120", "--select", "E,F,W,I,B,UP"]
-# The real dense families, by module name, in two checkouts: Llama 2 and Llama 3.2 share an architecture, and the
-# registry maps each architecture once per checkout.
+# The real families, by module name, in three checkouts: Llama 2 and Llama 3.2 share an architecture, and the
+# registry maps each architecture once per checkout; "c" holds the MoE kind.
 FIXTURES = {
     "a": {
         "qwen2_gen": "Qwen__Qwen2-0.5B.json",
@@ -35,7 +35,13 @@ FIXTURES = {
         "mistral_nemo_gen": "mistralai__Mistral-Nemo-Base-2407.json",
     },
     "b": {"llama3_gen": "meta-llama__Llama-3.2-3B.json"},
+    "c": {
+        "qwen3_moe_gen": "Qwen__Qwen3-235B-A22B.json",
+        "qwen2_moe_gen": "Qwen__Qwen2-57B-A14B.json",
+        "mixtral_gen": "mistralai__Mixtral-8x22B-v0.1.json",
+    },
 }
+KINDS = {"a": "dense", "b": "dense", "c": "moe"}
 
 
 def _synthetic(case: matrix.Synthetic) -> tuple[str, dict]:
@@ -47,7 +53,7 @@ def _synthetic(case: matrix.Synthetic) -> tuple[str, dict]:
 
 # (module name, config) per checkout: the real dense families and the whole dense synthetic matrix, split in two.
 SYNTHETIC = [_synthetic(case) for case in matrix.CASES["dense"]]
-SPLIT = {"a": SYNTHETIC[:5], "b": SYNTHETIC[5:]}  # nine models in each checkout
+SPLIT = {"a": SYNTHETIC[:5], "b": SYNTHETIC[5:], "c": [_synthetic(case) for case in matrix.CASES["moe"]]}
 CHECKOUTS: dict[str, tuple[tuple[str, dict], ...]] = {
     key: (*((name, load_config(file)) for name, file in FIXTURES[key].items()), *SPLIT[key]) for key in FIXTURES
 }
@@ -125,8 +131,13 @@ def _generated_dirs(dest: Path, module_name: str) -> list[Path]:
 
 
 def test_nemo_imports_are_declared(checkouts):
-    """Every ``from nemo_automodel... import X`` in the rendered files is in the dense kind's symbols, and back."""
-    declared = set(kinds.get("dense").symbols)
+    """Every ``from nemo_automodel... import X`` in the rendered files is in their kind's symbols, and back."""
+    for kind in sorted(set(KINDS.values())):
+        _check_declared(kind, {key: dest for key, dest in checkouts.items() if KINDS[key] == kind})
+
+
+def _check_declared(kind: str, checkouts: dict[str, Path]) -> None:
+    declared = set(kinds.get(kind).symbols)
     used: set[tuple[str, str]] = set()
     for key, dest in checkouts.items():
         for module_name, _ in CHECKOUTS[key]:
@@ -138,5 +149,5 @@ def test_nemo_imports_are_declared(checkouts):
                             if node.module == own or node.module.startswith(own + "."):
                                 continue
                             used.update((node.module, alias.name) for alias in node.names)
-    assert used <= declared, f"imported but not declared: {sorted(used - declared)}"
-    assert declared <= used, f"declared but never imported: {sorted(declared - used)}"
+    assert used <= declared, f"{kind}: imported but not declared: {sorted(used - declared)}"
+    assert declared <= used, f"{kind}: declared but never imported: {sorted(declared - used)}"
