@@ -169,9 +169,15 @@ def test_moe_placement_follows_the_fields_the_family_declares(spec):
     assert dense_rows == {f"model.layers.{{layer}}.mlp.{p}_proj.weight" for p in ("gate", "up", "down")}
 
 
+def test_qk_norms_over_all_heads_are_laid_out_as_wide_as_the_projections(spec):
+    olmoe = spec("allenai__OLMoE-1B-7B-0125.json", "moe")["layout"]
+    assert olmoe["gaps"] == [] and olmoe["attention"]["qk_norm_full"] is True
+    shapes = {t["nemo"].rsplit(".", 2)[-2]: t["shape"] for t in olmoe["tensors"] if "_norm" in t["nemo"]}
+    assert (shapes["q_norm"], shapes["k_norm"]) == (["q"], ["kv"])
+    assert spec("Qwen__Qwen3-0.6B.json")["layout"]["attention"]["qk_norm_full"] is False
+
+
 def test_what_nemo_moe_cannot_reproduce_is_a_gap(spec):
-    olmoe = spec("allenai__OLMoE-1B-7B-0125.json", "moe")["layout"]["gaps"]
-    assert any("q_norm.weight has shape" in g for g in olmoe)  # q/k norms over the whole width
     glm = spec("zai-org__GLM-4.5.json", "moe")["layout"]["gaps"]
     assert any("routing with a score correction bias" in g for g in glm)
 

@@ -39,6 +39,7 @@ FIXTURES = {
         "qwen3_moe_gen": "Qwen__Qwen3-235B-A22B.json",
         "qwen2_moe_gen": "Qwen__Qwen2-57B-A14B.json",
         "mixtral_gen": "mistralai__Mixtral-8x22B-v0.1.json",
+        "olmoe_gen": "allenai__OLMoE-1B-7B-0125.json",
     },
 }
 KINDS = {"a": "dense", "b": "dense", "c": "moe"}

@@ -70,6 +70,7 @@ class AttentionLayout:
     qk_norm: bool
     sliding: str  # "none" | "all_layers" | "per_layer"
     dropout: str  # expression
+    qk_norm_full: bool = False  # the q/k norms span all heads (q and kv widths), applied before the head split
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def attention_layout(features: Features, layer0: frozenset[str], fields: frozens
         qk_norm="self_attn.q_norm.weight" in layer0,
         sliding=sliding,
         dropout="config.attention_dropout" if "attention_dropout" in fields else "0.0",
+        qk_norm_full="self_attn.q_norm.weight" in layer0 and att.qk_norm == "full",
     )
 
 

@@ -9,6 +9,7 @@ build is a gap, and ``new`` refuses the model with the list.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,11 @@ TENSORS = TensorTable(
     template="dense",
     always=frozenset({"lm_head.weight"}),
 )
+
+FULL_QK_NORM = {
+    f"{TENSORS.layer_prefix}self_attn.q_norm.weight": ("q",),
+    f"{TENSORS.layer_prefix}self_attn.k_norm.weight": ("kv",),
+}
 
 # Compared submodules as (label, path under the top-level model with {layer} for each decoder layer, the layout
 # flag that must be set); the reference names them alike.
@@ -206,6 +212,8 @@ def decoder_fields(
         fields = frozenset(f.name for f in local.fields)
     names = [t.name for t in inventory.tensors]
     rows, tensor_gaps = checkpoint.match(table, names, features.num_layers or 0, groups)
+    if features.attention.qk_norm == "full":  # q/k norms over all heads: as wide as the projections
+        rows = tuple(dataclasses.replace(r, shape=FULL_QK_NORM.get(r.nemo, r.shape)) for r in rows)
     prefix = table.layer_prefix
     layer0 = frozenset(r.nemo[len(prefix) :] for r in rows if r.nemo.startswith(prefix) and r.layers == "all")
     att = features.attention
