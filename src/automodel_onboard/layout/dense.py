@@ -193,10 +193,12 @@ def decoder_fields(
     implemented: frozenset[str],
     groups: dict[str, tuple[int, ...]] | None = None,
     gaps: tuple[str, ...] = (),
+    sizes: dict[str, int | None] | None = None,
 ) -> dict[str, Any] | None:
     """The decoder layout every text kind shares, as DenseLayout's fields; None without a reference inventory.
 
-    ``table`` and ``groups`` say which tensors the kind builds (and in which layers); ``gaps`` are the kind's own.
+    ``table`` and ``groups`` say which tensors the kind builds (and in which layers); ``gaps`` are the kind's own,
+    ``sizes`` the real sizes of its own dimension symbols (checked against the inventory's shapes).
     """
     hf, remote, inventory = spec.hf, spec.remote_code, spec.inventory
     if inventory is None or (hf is None and remote is None):
@@ -225,9 +227,7 @@ def decoder_fields(
         "kv": (att.num_kv_heads or 0) * (att.head_dim or 0) or None,
         "head_dim": att.head_dim,
     }
-    if features.moe is not None:
-        dims.update(experts=features.moe.num_experts, moe=features.moe.expert_intermediate_size)
-        dims.update(shared=features.moe.shared_expert_intermediate_size)
+    dims.update(sizes or {})
     # What the model is comes first, then what its checkpoint shows of it.
     built = trait_gaps(features, implemented)
     if features.norm.type != "rms" or not features.norm.eps_attr:

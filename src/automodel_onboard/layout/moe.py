@@ -134,20 +134,29 @@ def build(spec: ArchSpec) -> MoeLayout | None:
         gaps.append(f"experts with {spec.features.mlp.activation}: NeMo AutoModel's experts are SwiGLU")
     moe_layers = tuple(i for i in range(spec.features.num_layers or 0) if i not in moe.dense_layers)
     groups = {"dense": moe.dense_layers, "moe": moe_layers}
-    fields = decoder_fields(spec, MOE_TENSORS, IMPLEMENTED_TRAITS, groups, tuple(gaps))
+    sizes = {
+        "experts": moe.num_experts,
+        "moe": moe.expert_intermediate_size,
+        "shared": moe.shared_expert_intermediate_size,
+    }
+    fields = decoder_fields(spec, MOE_TENSORS, IMPLEMENTED_TRAITS, groups, tuple(gaps), sizes)
     if fields is None:
         return None
     names = {r.nemo for r in fields["tensors"]}
     layer = MOE_TENSORS.layer_prefix
     shared = f"{layer}mlp.shared_experts.gate_proj.weight" in names
     dense_width = _attr("intermediate_size", declared) or "config.intermediate_size"
+    moe_width = _attr("moe_intermediate_size", declared) or dense_width
+    experts = _attr("num_experts", declared) or repr(moe.num_experts)
+    shared_count = _attr("num_shared_experts", declared) or repr(int(shared))
+    shared_width = _attr("shared_expert_intermediate_size", declared)
     condition = " and ".join(test for key, test in PLACEMENT if key in declared) or "True"
     args = (
         ("dim", "config.hidden_size"),
         ("inter_dim", dense_width),
-        ("moe_inter_dim", _attr("moe_intermediate_size", declared) or dense_width),
-        ("n_routed_experts", _attr("num_experts", declared) or repr(moe.num_experts)),
-        ("n_shared_experts", _attr("num_shared_experts", declared) or repr(int(shared))),
+        ("moe_inter_dim", moe_width),
+        ("n_routed_experts", experts),
+        ("n_shared_experts", shared_count),
         ("n_activated_experts", _attr("top_k", declared) or repr(moe.top_k)),
         ("n_expert_groups", "0"),
         ("n_limited_groups", "0"),
@@ -160,10 +169,7 @@ def build(spec: ArchSpec) -> MoeLayout | None:
         ("norm_topk_prob", _attr("norm_topk_prob", declared) or "True"),
         ("route_scale", _attr("routed_scaling_factor", declared) or "1.0"),
         ("shared_expert_gate", repr(f"{layer}mlp.shared_expert_gate.weight" in names)),
-        (
-            "shared_expert_inter_dim",
-            (_attr("shared_expert_intermediate_size", declared) or "None") if shared else "None",
-        ),
+        ("shared_expert_inter_dim", (shared_width or "None") if shared else "None"),
         ("dtype", "_config_dtype(config)"),
     )
     fields["model_nemo_imports"] = (
@@ -172,13 +178,11 @@ def build(spec: ArchSpec) -> MoeLayout | None:
         Import(MOE_MIXIN, ("MoEFSDPSyncMixin",)),
         Import(MOE_LAYERS, ("MoE",)),
     )
-    moe_width = _attr("moe_intermediate_size", declared) or dense_width
-    shared_width = _attr("shared_expert_intermediate_size", declared) or f"{args[4][1]} * {moe_width}"
     fields["dimensions"] = (
         *fields["dimensions"],
-        ("experts", args[3][1]),
+        ("experts", experts),
         ("moe", moe_width),
-        ("shared", shared_width),
+        ("shared", shared_width or f"{shared_count} * {moe_width}"),
         ("one", "1"),
     )
     return MoeLayout(
