@@ -144,3 +144,11 @@ def test_a_template_root_without_copier_yml_is_an_error_not_a_copy(installed, tm
     assert refused.returncode == 2
     assert "has no copier.yml" in refused.stderr and "Traceback" not in refused.stderr
     assert snapshot(tmp_path / "dest") == before
+
+
+def test_render_all_from_a_wheel_asks_for_the_configs(installed, tmp_path):
+    """The fixtures are not in the wheel: render-all says so instead of rendering nothing."""
+    refused = run(installed, "render-all", "--synthetic", "none", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "no fixture configs to render" in refused.stderr and "--configs" in refused.stderr
+    assert "Traceback" not in refused.stderr
