@@ -177,9 +177,101 @@ def test_qk_norms_over_all_heads_are_laid_out_as_wide_as_the_projections(spec):
     assert spec("Qwen__Qwen3-0.6B.json")["layout"]["attention"]["qk_norm_full"] is False
 
 
-def test_what_nemo_moe_cannot_reproduce_is_a_gap(spec):
-    glm = spec("zai-org__GLM-4.5.json", "moe")["layout"]["gaps"]
-    assert any("routing with a score correction bias" in g for g in glm)
+def test_sigmoid_routing_with_a_correction_bias_maps_onto_nemo_router(spec):
+    """GLM-4.5: DeepSeek-V3's router (sigmoid scores, correction bias for choosing only, groups), float32 routing,
+    partial rotary, and its multi-token prediction layer recognised and left out."""
+    glm = spec("zai-org__GLM-4.5.json", "moe")["layout"]
+    assert glm["gaps"] == []
+    args = dict(glm["moe_args"])
+    assert args["score_func"] == '"sigmoid_with_bias"' and args["softmax_before_topk"] == "False"
+    assert (args["n_expert_groups"], args["n_limited_groups"]) == ("config.n_group", "config.topk_group")
+    assert (args["force_e_score_correction_bias"], args["gate_bias_update_factor"]) == ("True", "1e-3")
+    assert (args["route_scale"], args["router_weights_fp32"]) == ("config.routed_scaling_factor", "True")
+    assert glm["router_fp32"] is True and glm["correction_bias"] is True and glm["nemo_native"] is True
+    assert glm["mtp_layers"] in ("config.num_nextn_predict_layers", "config.num_mtp_layers")
+    assert glm["attention"]["partial_rotary"] is True
+    rows = _rows(glm)
+    assert rows["model.layers.{layer}.mlp.gate.e_score_correction_bias"] == ((), "moe", False)
+    assert dict(glm["capabilities"]) == {
+        "supports_tp": False,
+        "supports_cp": False,
+        "supports_pp": False,
+        "supports_ep": True,
+    }
+    qwen = dict(spec("Qwen__Qwen3-235B-A22B.json", "moe")["layout"]["moe_args"])
+    assert (qwen["score_func"], qwen["softmax_before_topk"], qwen["n_expert_groups"]) == ('"softmax"', "True", "0")
+    assert (qwen["force_e_score_correction_bias"], qwen["gate_bias_update_factor"]) == ("False", "0.0")
+
+
+def test_latent_attention_replaces_the_qkv_rows(spec):
+    """DeepSeek-V3's multi-head latent attention: its projections and latent norms, shaped by their own symbols."""
+    from automodel_onboard.layout import matrix
+
+    base = next(c for c in matrix.MOE if c.case_id == "deepseek-v3-base").config()
+    lay = build_spec(base, existing_models=frozenset()).layout
+    assert lay.gaps == ()
+    assert lay.attention.latent.low_rank_q and lay.attention.latent.interleave == "config.rope_interleave"
+    assert lay.attention.head_dim == "config.qk_nope_head_dim + config.qk_rope_head_dim"
+    assert lay.attention.rotary_dim == "config.qk_rope_head_dim"
+    attention = {
+        r.nemo.removeprefix("model.layers.{layer}.self_attn."): r.shape for r in lay.tensors if "attn" in r.nemo
+    }
+    assert attention == {
+        "q_a_proj.weight": ("q_lora", "hidden"),
+        "q_a_layernorm.weight": ("q_lora",),
+        "q_b_proj.weight": ("q", "q_lora"),
+        "kv_a_proj_with_mqa.weight": ("kv_a", "hidden"),
+        "kv_a_layernorm.weight": ("kv_lora",),
+        "kv_b_proj.weight": ("kv_b", "kv_lora"),
+        "o_proj.weight": ("hidden", "o"),
+    }
+    assert {"q_lora", "kv_lora", "kv_a", "kv_b", "o"} <= dict(lay.dimensions).keys()
+    full_rank = build_spec({**base, "q_lora_rank": None}, existing_models=frozenset()).layout
+    assert not full_rank.attention.latent.low_rank_q
+    assert any(r.nemo.endswith("self_attn.q_proj.weight") for r in full_rank.tensors)
+
+
+def test_granite_moe_stacked_experts_renamed_router_and_multipliers(spec):
+    granite = spec("ibm-granite__granite-3.1-3b-a800m-instruct.json", "moe")["layout"]
+    assert granite["gaps"] == []
+    rows = _rows(granite)
+    prefix = "model.layers.{layer}."
+    assert rows[prefix + "mlp.gate.weight"][0] == (prefix + "block_sparse_moe.router.layer.weight",)
+    assert rows[prefix + "mlp.experts.gate_and_up_projs"] == (
+        (prefix + "block_sparse_moe.input_linear.weight",),
+        "moe",
+        True,
+    )
+    assert rows[prefix + "mlp.experts.down_projs"] == ((prefix + "block_sparse_moe.output_linear.weight",), "moe", True)
+    # The reference's modules, by transformers' declared renames of the checkpoint names.
+    assert granite["router"] == prefix + "block_sparse_moe.router"
+    (mlp,) = [c for c in granite["compared_modules"] if c["label"] == "mlp"]
+    assert (mlp["path"], mlp["reference"]) == (prefix + "mlp", prefix + "block_sparse_moe")
+    assert (granite["embedding_scale"], granite["residual_scale"], granite["logits_divisor"]) == (
+        "config.embedding_multiplier",
+        "config.residual_multiplier",
+        "config.logits_scaling",
+    )
+    assert granite["attention"]["scaling"] == "config.attention_multiplier"
+    plain = spec("Qwen__Qwen3-235B-A22B.json", "moe")["layout"]
+    assert (plain["embedding_scale"], plain["residual_scale"], plain["logits_divisor"]) == (None, None, None)
+    assert plain["attention"]["scaling"] == "self.head_dim**-0.5"
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "needle"),
+    [
+        ("Qwen__Qwen3-235B-A22B.json", {"n_group": 4, "topk_group": 2}, "grouped expert routing"),
+        ("Qwen__Qwen3-235B-A22B.json", {"scoring_func": "sqrtsoftplus"}, "sqrtsoftplus router scores"),
+        ("mistralai__Mixtral-8x22B-v0.1.json", {"num_experts_per_tok": 1}, "top-1 routing with renormalised"),
+        ("Qwen__Qwen3-235B-A22B.json", {"hidden_act": "gelu"}, "experts with gelu"),
+        ("jetmoe__jetmoe-8b.json", {}, "mixture of attention heads"),
+        ("databricks__dbrx-base.json", {}, "fused q/k/v projection"),
+    ],
+)
+def test_what_nemo_moe_cannot_reproduce_is_a_gap(spec, name, changes, needle):
+    gaps = spec(name, "moe", **changes)["layout"]["gaps"]
+    assert any(needle in g for g in gaps), gaps
 
 
 def test_traits_a_kind_does_not_implement_are_its_gaps(spec):

@@ -101,6 +101,27 @@ def test_moe_schema_glm45(specs):
     assert spec.params.active < spec.params.total
 
 
+def test_moe_schema_router_and_expert_biases_from_the_checkpoint(specs):
+    """Biases on the router or the routed experts are read off the reference's checkpoint tensors."""
+    assert not specs("Qwen__Qwen3-235B-A22B.json").features.moe.router_bias
+    raw = {
+        "architectures": ["GptOssForCausalLM"],
+        "model_type": "gpt_oss",
+        "hidden_size": 2880,
+        "intermediate_size": 2880,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "num_local_experts": 32,
+        "num_experts_per_tok": 4,
+        "vocab_size": 201088,
+        "rms_norm_eps": 1e-5,
+    }
+    moe = build_spec(raw, existing_models=frozenset()).features.moe
+    assert (moe.router_bias, moe.expert_bias) == (True, True)
+
+
 def test_moe_schema_dbrx_nested_names(specs):
     moe = specs("databricks__dbrx-base.json").features.moe
     assert (moe.num_experts, moe.top_k, moe.expert_intermediate_size) == (16, 4, 10752)
@@ -155,7 +176,10 @@ def test_vlm_top_level_text(specs):
     ("name", "key", "needle"),
     [
         ("google__gemma-3-12b-it.json", "sandwich_norms", "sandwich norms"),
-        ("ibm-granite__granite-3.1-3b-a800m-instruct.json", "embedding_scaling", "embedding scaling"),
+        ("ibm-granite__granite-3.1-3b-a800m-instruct.json", "embedding_multiplier", "embedding scaling"),
+        ("ibm-granite__granite-3.1-3b-a800m-instruct.json", "residual_multiplier", "residual scaling"),
+        ("zai-org__GLM-4.5.json", "multi_token_prediction", "multi-token prediction"),
+        ("jetmoe__jetmoe-8b.json", "attention_experts", "mixture of attention heads"),
         ("microsoft__phi-2.json", "partial_rotary", "partial rotary"),
         ("microsoft__phi-2.json", "layernorm", "LayerNorm"),
         ("microsoft__phi-2.json", "parallel_block", "parallel attention/MLP"),

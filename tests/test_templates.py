@@ -40,6 +40,8 @@ FIXTURES = {
         "qwen2_moe_gen": "Qwen__Qwen2-57B-A14B.json",
         "mixtral_gen": "mistralai__Mixtral-8x22B-v0.1.json",
         "olmoe_gen": "allenai__OLMoE-1B-7B-0125.json",
+        "glm45_gen": "zai-org__GLM-4.5.json",
+        "granitemoe_gen": "ibm-granite__granite-3.1-3b-a800m-instruct.json",
     },
 }
 KINDS = {"a": "dense", "b": "dense", "c": "moe"}

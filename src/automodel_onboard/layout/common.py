@@ -16,6 +16,8 @@ from automodel_onboard.model.features import Features
 
 NEMO_COMMON = "nemo_automodel.components.models.common"
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+# Latent attention's projections that ``attention_bias`` switches (q_proj, q_b_proj and kv_b_proj never have one).
+LATENT_PROJECTIONS = ("q_a_proj", "kv_a_proj_with_mqa", "o_proj")
 MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 
 # Sliding-window layouts, by what the reference config class declares (the reference model reads exactly these):
@@ -41,6 +43,12 @@ class Import:
     names: tuple[str, ...]
 
 
+def without(imports: tuple[Import, ...], names: frozenset[str]) -> tuple[Import, ...]:
+    """The imports less ``names`` (a statement left with none is dropped)."""
+    kept = (Import(i.module, tuple(n for n in i.names if n not in names)) for i in imports)
+    return tuple(i for i in kept if i.names)
+
+
 @dataclass(frozen=True)
 class ClassNames:
     attention: str
@@ -63,14 +71,27 @@ class ComparedModule:
 
 
 @dataclass(frozen=True)
+class LatentLayout:
+    """Multi-head latent attention (DeepSeek-V2/V3): keys and values expanded per head from a compressed latent."""
+
+    low_rank_q: bool  # queries through q_a_proj, q_a_layernorm and q_b_proj; else one q_proj
+    interleave: str | None  # expression switching RoPE to interleaved pairs; None: the family never interleaves
+    mscale: bool  # a YaRN mscale also scales the softmax (DeepSeek's attention does this)
+
+
+@dataclass(frozen=True)
 class AttentionLayout:
-    head_dim: str  # expression over config
-    biases: tuple[tuple[str, str], ...]  # (projection, bias expression) for q/k/v/o
-    shared_bias: str | None  # the one expression all four use, when they agree
+    head_dim: str  # expression over config: the query/key head width
+    biases: tuple[tuple[str, str], ...]  # (projection, bias expression) for each projection a config can bias
+    shared_bias: str | None  # the one expression all of them use, when they agree
     qk_norm: bool
     sliding: str  # "none" | "all_layers" | "per_layer"
     dropout: str  # expression
     qk_norm_full: bool = False  # the q/k norms span all heads (q and kv widths), applied before the head split
+    rotary_dim: str = ""  # expression: the head dims the RoPE tables cover (before a partial rotary factor)
+    partial_rotary: bool = False  # only config.rope_parameters["partial_rotary_factor"] of the rotary dims rotate
+    scaling: str = "self.head_dim**-0.5"  # expression: the softmax scale
+    latent: LatentLayout | None = None
 
 
 @dataclass(frozen=True)
@@ -128,24 +149,45 @@ def _flag(attr: str | None, present: Sequence[bool]) -> Callable[[bool], str]:
     return lambda value: f"config.{attr}" if attr and uniform else repr(value)
 
 
-def attention_layout(features: Features, layer0: frozenset[str], fields: frozenset[str]) -> AttentionLayout:
+def attention_layout(
+    features: Features, layer0: frozenset[str], fields: frozenset[str], implemented: frozenset[str]
+) -> AttentionLayout:
+    """The attention block's decisions; ``implemented`` are the traits the kind builds (partial rotary, scaling)."""
     att = features.attention
-    present = [f"self_attn.{p}.bias" in layer0 for p in ATTENTION_PROJECTIONS]
+    projections = LATENT_PROJECTIONS if att.latent is not None else ATTENTION_PROJECTIONS
+    present = [f"self_attn.{p}.bias" in layer0 for p in projections]
     bias_expr = _flag(att.bias_attr, present)
     sliding = "none"
     for enabling, needed, layout in SLIDING_RULES:
         if att.sliding_window in enabling and needed <= fields:
             sliding = layout
             break
-    biases = tuple((p, bias_expr(b)) for p, b in zip(ATTENTION_PROJECTIONS, present, strict=True))
+    biases = tuple((p, bias_expr(b)) for p, b in zip(projections, present, strict=True))
+    traits = {t.key for t in features.traits} & implemented
+    head_dim = "config.head_dim" if att.head_dim_explicit else "config.hidden_size // config.num_attention_heads"
+    rotary_dim, scaling, latent = head_dim, "self.head_dim**-0.5", None
+    if att.latent is not None:
+        # The query/key heads are the unrotated and the rotated part side by side; only the latter is rotated.
+        head_dim, rotary_dim = "config.qk_nope_head_dim + config.qk_rope_head_dim", "config.qk_rope_head_dim"
+        latent = LatentLayout(
+            low_rank_q="self_attn.q_a_proj.weight" in layer0,
+            interleave="config.rope_interleave" if "rope_interleave" in fields else None,
+            mscale=True,
+        )
+    elif "attention_multiplier" in traits and "attention_multiplier" in fields:
+        scaling = "config.attention_multiplier"
     return AttentionLayout(
-        head_dim="config.head_dim" if att.head_dim_explicit else "config.hidden_size // config.num_attention_heads",
+        head_dim=head_dim,
         biases=biases,
         shared_bias=biases[0][1] if len({e for _, e in biases}) == 1 else None,
         qk_norm="self_attn.q_norm.weight" in layer0,
         sliding=sliding,
         dropout="config.attention_dropout" if "attention_dropout" in fields else "0.0",
         qk_norm_full="self_attn.q_norm.weight" in layer0 and att.qk_norm == "full",
+        rotary_dim=rotary_dim,
+        partial_rotary="partial_rotary" in traits,
+        scaling=scaling,
+        latent=latent,
     )
 
 
@@ -204,5 +246,9 @@ def _annotation(value: Any) -> str:
 
 
 def trait_gaps(features: Features, implemented: frozenset[str]) -> list[str]:
-    """The traits of the model that a kind's templates do not implement, as gap messages."""
-    return [trait.description for trait in features.traits if trait.key not in implemented]
+    """The traits of the model that a kind's templates do not implement, as gap messages (one per trait)."""
+    gaps: dict[str, str] = {}
+    for trait in features.traits:
+        if trait.key not in implemented:
+            gaps.setdefault(trait.key, trait.description)
+    return list(gaps.values())

@@ -52,8 +52,18 @@ NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel.shared.utils", "dtype_from_str"),
 )
 
-# Traits (features.Trait keys) the dense template builds; every other trait of a model is a gap.
-IMPLEMENTED_TRAITS: frozenset[str] = frozenset()
+# Traits (features.Trait keys) the dense template builds; every other trait of a model is a gap. The scaling
+# multipliers are config fields the shared decoder reads (Granite's); partial rotary and latent attention are built by
+# the shared decoder too, but only kinds with a verified family claim them.
+IMPLEMENTED_TRAITS: frozenset[str] = frozenset(
+    {"embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"}
+)
+# Each scaling trait and the decoder layout field whose expression applies it.
+SCALINGS: tuple[tuple[str, str], ...] = (
+    ("embedding_multiplier", "embedding_scale"),
+    ("residual_multiplier", "residual_scale"),
+    ("logits_scaling", "logits_divisor"),
+)
 
 # Dimension symbols of checkpoint tensor shapes, as Python expressions over ``config`` (and the head dim).
 DIMENSIONS: tuple[tuple[str, str], ...] = (
@@ -97,6 +107,37 @@ TENSORS = TensorTable(
     always=frozenset({"lm_head.weight"}),
 )
 
+# Multi-head latent attention (DeepSeek-V2/V3) in place of the q/k/v/o rows: the tensors of its projections and
+# latent norms, shaped by the latent dimension symbols below.
+LATENT_ATTENTION: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("self_attn.q_proj.weight", ("q", "hidden")),
+    ("self_attn.q_a_proj.weight", ("q_lora", "hidden")),
+    ("self_attn.q_a_proj.bias", ("q_lora",)),
+    ("self_attn.q_a_layernorm.weight", ("q_lora",)),
+    ("self_attn.q_b_proj.weight", ("q", "q_lora")),
+    ("self_attn.kv_a_proj_with_mqa.weight", ("kv_a", "hidden")),
+    ("self_attn.kv_a_proj_with_mqa.bias", ("kv_a",)),
+    ("self_attn.kv_a_layernorm.weight", ("kv_lora",)),
+    ("self_attn.kv_b_proj.weight", ("kv_b", "kv_lora")),
+    ("self_attn.o_proj.weight", ("hidden", "o")),
+    ("self_attn.o_proj.bias", ("hidden",)),
+)
+LATENT_DIMENSIONS: tuple[tuple[str, str], ...] = (
+    *(d for d in DIMENSIONS if d[0] not in ("kv",)),
+    ("q_lora", "config.q_lora_rank"),
+    ("kv_lora", "config.kv_lora_rank"),
+    ("kv_a", "config.kv_lora_rank + config.qk_rope_head_dim"),
+    ("kv_b", "config.num_attention_heads * (config.qk_nope_head_dim + config.v_head_dim)"),
+    ("o", "config.num_attention_heads * config.v_head_dim"),
+)
+
+
+def with_latent_attention(table: TensorTable) -> TensorTable:
+    """The table with latent attention's rows in place of the q/k/v/o projections and per-head q/k norms."""
+    kept = tuple((n, s) for n, s in table.layer_tensors if not n.startswith("self_attn."))
+    return dataclasses.replace(table, layer_tensors=LATENT_ATTENTION + kept)
+
+
 FULL_QK_NORM = {
     f"{TENSORS.layer_prefix}self_attn.q_norm.weight": ("q",),
     f"{TENSORS.layer_prefix}self_attn.k_norm.weight": ("kv",),
@@ -114,6 +155,14 @@ COMPARED_MODULES: tuple[tuple[str, str, str | None], ...] = (
     ("mlp", "model.layers.{layer}.mlp", None),
     ("decoder_layer", "model.layers.{layer}", None),
     ("final_norm", "model.norm", None),
+)
+
+
+CAPABILITIES: tuple[tuple[str, bool], ...] = (
+    ("supports_tp", False),
+    ("supports_cp", False),
+    ("supports_pp", False),
+    ("supports_ep", False),
 )
 
 
@@ -137,6 +186,14 @@ class DenseLayout:
     gaps: tuple[str, ...]  # what the reference has that the generated model does not implement
     local_config: LocalConfig | None = None  # set when the reference is remote code: config.py is rendered
     reference_config_alias: str | None = None  # the remote reference's config class in generated tests
+    embedding_scale: str | None = None  # expression multiplying the embeddings (Granite's embedding_multiplier)
+    residual_scale: str | None = None  # expression scaling each block's output before its residual add
+    logits_divisor: str | None = None  # expression dividing the logits (Granite's logits_scaling)
+    # The top-level classes are plain modules in NeMo AutoModel's own (MoE) model pattern, not transformers'
+    # PreTrainedModel subclasses; they initialise themselves (``initialize_weights``) and do not generate.
+    nemo_native: bool = False
+    # ModelCapabilities as declared: a flag is True only where a generated test verifies it.
+    capabilities: tuple[tuple[str, bool], ...] = CAPABILITIES
 
 
 def _model_imports(
@@ -213,12 +270,14 @@ def decoder_fields(
         config_class, reference_class = local.class_name, remote["model_class"].partition(".")[2]
         fields = frozenset(f.name for f in local.fields)
     names = [t.name for t in inventory.tensors]
+    att = features.attention
+    if att.latent is not None:
+        table = with_latent_attention(table)
     rows, tensor_gaps = checkpoint.match(table, names, features.num_layers or 0, groups)
     if features.attention.qk_norm == "full":  # q/k norms over all heads: as wide as the projections
         rows = tuple(dataclasses.replace(r, shape=FULL_QK_NORM.get(r.nemo, r.shape)) for r in rows)
     prefix = table.layer_prefix
     layer0 = frozenset(r.nemo[len(prefix) :] for r in rows if r.nemo.startswith(prefix) and r.layers == "all")
-    att = features.attention
     dims = {
         "vocab": features.vocab_size,
         "hidden": features.hidden_size,
@@ -227,6 +286,18 @@ def decoder_fields(
         "kv": (att.num_kv_heads or 0) * (att.head_dim or 0) or None,
         "head_dim": att.head_dim,
     }
+    if att.latent is not None:
+        lat = att.latent
+        qk_head = (lat.qk_nope_head_dim or 0) + (lat.qk_rope_head_dim or 0)
+        dims.update(
+            q=(att.num_heads or 0) * qk_head or None,
+            head_dim=qk_head or None,
+            q_lora=lat.q_lora_rank,
+            kv_lora=lat.kv_lora_rank,
+            kv_a=lat.kv_lora_rank + (lat.qk_rope_head_dim or 0),
+            kv_b=(att.num_heads or 0) * ((lat.qk_nope_head_dim or 0) + (lat.v_head_dim or 0)) or None,
+            o=(att.num_heads or 0) * (lat.v_head_dim or 0) or None,
+        )
     dims.update(sizes or {})
     # What the model is comes first, then what its checkpoint shows of it.
     built = trait_gaps(features, implemented)
@@ -237,7 +308,9 @@ def decoder_fields(
     if not features.mlp.gated:
         built.append(f"the {table.template} template builds a gated MLP (gate_proj, up_proj, down_proj)")
     all_gaps = [*built, *gaps, *tensor_gaps, *checkpoint.check_shapes(inventory.tensors, rows, dims, table.template)]
-    attention = attention_layout(features, layer0, fields)
+    attention = attention_layout(features, layer0, fields, implemented)
+    present = {t.key for t in features.traits} & implemented
+    scalings = {name: f"config.{trait}" for trait, name in SCALINGS if trait in present and trait in fields}
     third_party, nemo = _model_imports(attention, config_class, local is not None)
     flags = {"qk_norm": attention.qk_norm}
     compared = tuple(
@@ -258,11 +331,12 @@ def decoder_fields(
         "tied": "lm_head.weight" in inventory.tied,
         "tensors": rows,
         "probe": layer_weights[-1] if layer_weights else "",
-        "dimensions": DIMENSIONS,
+        "dimensions": LATENT_DIMENSIONS if att.latent is not None else DIMENSIONS,
         "compared_modules": compared,
         "model_imports": third_party,
         "model_nemo_imports": nemo,
         "gaps": tuple(dict.fromkeys([*all_gaps, *config_gaps])),
         "local_config": local,
         "reference_config_alias": f"HF{remote['config_class'].partition('.')[2]}" if remote is not None else None,
+        **scalings,
     }

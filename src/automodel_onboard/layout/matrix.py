@@ -46,6 +46,18 @@ QWEN2_BASE: Mapping[str, Any] = {
     "layer_types": ["full_attention"] * 8 + ["sliding_attention"] * 8,
 }
 
+# Granite 3's dense shape: the Llama decoder with four config multipliers (embeddings, attention, residuals, logits).
+GRANITE_BASE: Mapping[str, Any] = {
+    **{k: v for k, v in LLAMA_BASE.items() if k not in ("mlp_bias",)},
+    "architectures": ["GraniteForCausalLM"],
+    "model_type": "granite",
+    "embedding_multiplier": 12.0,
+    "attention_multiplier": 0.0078125,
+    "residual_multiplier": 0.22,
+    "logits_scaling": 8.0,
+    "tie_word_embeddings": True,
+}
+
 
 @dataclass(frozen=True)
 class Synthetic:
@@ -90,6 +102,7 @@ DENSE: tuple[Synthetic, ...] = (
     ),
     Synthetic("mistral-sliding-all-layers", "dense", MISTRAL_BASE),
     Synthetic("qwen2-layer-types-mixed", "dense", QWEN2_BASE),
+    Synthetic("granite-multipliers", "dense", GRANITE_BASE),
 )
 
 QWEN3_MOE_BASE: Mapping[str, Any] = {
@@ -146,6 +159,54 @@ MIXTRAL_BASE: Mapping[str, Any] = {
     "torch_dtype": "bfloat16",
 }
 
+# DeepSeek-V3's shape (its config.json, sizes as published): latent attention with low-rank queries, YaRN with
+# mscale, sigmoid routing with a correction bias over expert groups, a shared expert, dense first layers, one
+# multi-token prediction layer.
+DEEPSEEK_V3_BASE: Mapping[str, Any] = {
+    "architectures": ["DeepseekV3ForCausalLM"],
+    "model_type": "deepseek_v3",
+    "hidden_size": 7168,
+    "intermediate_size": 18432,
+    "moe_intermediate_size": 2048,
+    "num_hidden_layers": 61,
+    "num_attention_heads": 128,
+    "num_key_value_heads": 128,
+    "n_routed_experts": 256,
+    "n_shared_experts": 1,
+    "num_experts_per_tok": 8,
+    "n_group": 8,
+    "topk_group": 4,
+    "topk_method": "noaux_tc",
+    "scoring_func": "sigmoid",
+    "norm_topk_prob": True,
+    "routed_scaling_factor": 2.5,
+    "first_k_dense_replace": 3,
+    "moe_layer_freq": 1,
+    "q_lora_rank": 1536,
+    "kv_lora_rank": 512,
+    "qk_nope_head_dim": 128,
+    "qk_rope_head_dim": 64,
+    "v_head_dim": 128,
+    "num_nextn_predict_layers": 1,
+    "hidden_act": "silu",
+    "max_position_embeddings": 163840,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000,
+    "rope_scaling": {
+        "type": "yarn",
+        "factor": 40,
+        "beta_fast": 32,
+        "beta_slow": 1,
+        "mscale": 1.0,
+        "mscale_all_dim": 1.0,
+        "original_max_position_embeddings": 4096,
+    },
+    "attention_bias": False,
+    "vocab_size": 129280,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+}
+
 MOE: tuple[Synthetic, ...] = (
     Synthetic("qwen3-moe-base", "moe", QWEN3_MOE_BASE),
     Synthetic("qwen3-moe-no-topk-norm", "moe", QWEN3_MOE_BASE, {"norm_topk_prob": False}),
@@ -154,6 +215,18 @@ MOE: tuple[Synthetic, ...] = (
     Synthetic("qwen3-moe-tied", "moe", QWEN3_MOE_BASE, {"tie_word_embeddings": True}),
     Synthetic("qwen2-moe-shared-expert", "moe", QWEN2_MOE_BASE),
     Synthetic("mixtral-base", "moe", MIXTRAL_BASE),
+    Synthetic("deepseek-v3-base", "moe", DEEPSEEK_V3_BASE),
+    # Queries through one projection (no q_lora_rank), as DeepSeek-V2-Lite lays them out.
+    Synthetic("deepseek-v3-full-rank-queries", "moe", DEEPSEEK_V3_BASE, {"q_lora_rank": None}),
+    # RoPE pairs rotated in place of halves, no YaRN: the softmax scale is plain.
+    Synthetic("deepseek-v3-rope-halves", "moe", DEEPSEEK_V3_BASE, {"rope_interleave": False, "rope_scaling": None}),
+    # Sigmoid routing over one group, no renormalisation, no scaling.
+    Synthetic(
+        "deepseek-v3-ungrouped",
+        "moe",
+        DEEPSEEK_V3_BASE,
+        {"n_group": 1, "topk_group": 1, "norm_topk_prob": False, "routed_scaling_factor": 1.0},
+    ),
 )
 
 # Every synthetic case, per kind (the VLM matrix joins when its template lands).

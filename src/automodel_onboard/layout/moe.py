@@ -9,11 +9,15 @@ come from the spec's one MoE schema; what NeMo's layer cannot reproduce exactly 
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from automodel_onboard.layout.checkpoint import CheckpointTensor, TensorTable
-from automodel_onboard.layout.common import Import
+from automodel_onboard.layout.common import Import, without
 from automodel_onboard.layout.dense import (
     IMPLEMENTED_TRAITS,
     NEMO_SYMBOLS,
@@ -22,6 +26,7 @@ from automodel_onboard.layout.dense import (
     decoder_fields,
     reference_fields,
 )
+from automodel_onboard.model.features import Moe
 from automodel_onboard.model.fields import ALIASES
 
 if TYPE_CHECKING:
@@ -30,16 +35,20 @@ if TYPE_CHECKING:
 MOE_CONFIG = "nemo_automodel.components.moe.config"
 MOE_LAYERS = "nemo_automodel.components.moe.layers"
 MOE_MIXIN = "nemo_automodel.components.moe.fsdp_mixin"
+MOE_PARALLELIZER = "nemo_automodel.components.moe.parallelizer"
+NEMO_UTILS = "nemo_automodel.components.models.common.utils"
 NEMO_MOE_SYMBOLS: tuple[tuple[str, str], ...] = (
     *NEMO_SYMBOLS,
+    (NEMO_UTILS, "cast_model_to_dtype"),
     (MOE_CONFIG, "MoEConfig"),
     (MOE_LAYERS, "MoE"),
     (MOE_MIXIN, "MoEFSDPSyncMixin"),
+    (MOE_PARALLELIZER, "apply_ep"),  # the generated expert-parallel test shards the experts with it
 )
 
 
 def _experts(prefix: str, gate: str, up: str, down: str) -> tuple[CheckpointTensor, ...]:
-    """NeMo's grouped expert tensors from one expert naming convention of the checkpoint."""
+    """NeMo's grouped expert tensors from one per-expert naming convention of the checkpoint."""
     expert = f"{prefix}.experts.{{expert}}."
     return (
         CheckpointTensor(
@@ -69,8 +78,24 @@ def _shared(prefix: str) -> tuple[CheckpointTensor, ...]:
 MOE_ROWS: tuple[CheckpointTensor, ...] = (
     CheckpointTensor("mlp.gate.weight", ("experts", "hidden")),
     CheckpointTensor("mlp.gate.weight", ("experts", "hidden"), hf=("block_sparse_moe.gate.weight",)),
+    CheckpointTensor("mlp.gate.weight", ("experts", "hidden"), hf=("block_sparse_moe.router.layer.weight",)),
+    # DeepSeek-V3's load-balancing bias: added to the scores for choosing experts only, kept in float32.
+    CheckpointTensor("mlp.gate.e_score_correction_bias", ("experts",)),
     *_experts("mlp", "gate_proj", "up_proj", "down_proj"),
     *_experts("block_sparse_moe", "w1", "w3", "w2"),
+    # Granite-MoE stores every expert in one tensor, gate rows above up rows: [E, 2I, H] and [E, H, I].
+    CheckpointTensor(
+        "mlp.experts.gate_and_up_projs",
+        ("experts", "moe2", "hidden"),
+        hf=("block_sparse_moe.input_linear.weight",),
+        transpose=True,
+    ),
+    CheckpointTensor(
+        "mlp.experts.down_projs",
+        ("experts", "hidden", "moe"),
+        hf=("block_sparse_moe.output_linear.weight",),
+        transpose=True,
+    ),
     *_shared("mlp.shared_expert"),  # Qwen2-MoE names its one shared expert in the singular
     *_shared("mlp.shared_experts"),
     CheckpointTensor("mlp.shared_expert_gate.weight", ("one", "hidden")),
@@ -78,6 +103,9 @@ MOE_ROWS: tuple[CheckpointTensor, ...] = (
 DENSE_ROWS: tuple[CheckpointTensor, ...] = tuple(
     CheckpointTensor(name, shape) for name, shape in TENSORS.layer_tensors if name.startswith("mlp.")
 )
+# Traits the MoE template builds beyond the dense ones: partial rotary (GLM-4.5) and the multi-token prediction
+# layers of a checkpoint, which it recognises and does not build (transformers' reference skips them too).
+MOE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {"partial_rotary", "multi_token_prediction"}
 MOE_TENSORS = TensorTable(
     global_tensors=TENSORS.global_tensors,
     layer_tensors=tuple((n, s) for n, s in TENSORS.layer_tensors if not n.startswith("mlp.")),
@@ -109,6 +137,30 @@ class MoeLayout(DenseLayout):
     layer_groups: tuple[LayerGroup, ...] = ()
     experts: bool = True
     router: str = "model.layers.{layer}.mlp.gate"  # the reference's router module (its output: indices and weights)
+    router_fp32: bool = False  # the reference projects and scores the router in float32
+    correction_bias: bool = False  # the router has a trainable score correction bias (updated after each step)
+    mtp_layers: str | None = None  # expression: checkpoint layers after the last one that the model does not build
+
+
+# What only transformers' PreTrainedModel pattern imports (the MoE kind's classes are plain modules).
+TRANSFORMERS_MODEL_ONLY = frozenset({"GenerationMixin", "PreTrainedModel", "can_return_tuple"})
+# The MoE kind's declared capabilities: expert parallelism is NeMo's MoE layer's, and the generated suite runs it.
+MOE_CAPABILITIES: tuple[tuple[str, bool], ...] = (
+    ("supports_tp", False),
+    ("supports_cp", False),
+    ("supports_pp", False),
+    ("supports_ep", True),
+)
+# NeMo's router for each family score function: (MoEConfig.score_func, the reference projects in float32).
+SCORE_FUNCS: Mapping[str, tuple[str, bool]] = MappingProxyType(
+    {
+        "softmax": ("softmax", False),
+        # DeepSeek-V3's router: sigmoid scores in float32, the correction bias and the group limit for choosing only.
+        "sigmoid": ("sigmoid_with_bias", True),
+    }
+)
+# The correction bias moves by this much per optimiser step, against each expert's load (DeepSeek-V3's speed).
+GATE_BIAS_UPDATE = "1e-3"
 
 
 def _attr(fact: str, fields: frozenset[str]) -> str | None:
@@ -116,20 +168,45 @@ def _attr(fact: str, fields: frozenset[str]) -> str | None:
     return next((f"config.{k}" for k in ALIASES.get(fact, (fact,)) if "." not in k and k in fields), None)
 
 
+def _in_memory(model_type: str, checkpoint_name: str) -> str:
+    """A checkpoint tensor's name in the reference model: transformers' declared renames applied."""
+    from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+
+    name = checkpoint_name
+    for rule in get_checkpoint_conversion_mapping(model_type) or ():
+        if type(rule).__name__ == "WeightRenaming":
+            for source, target in zip(rule.source_patterns, rule.target_patterns, strict=False):
+                name = re.sub(source, target, name)
+    return name
+
+
+def _routing_gaps(moe: Moe, renormalise: bool) -> list[str]:
+    gaps = []
+    if moe.score_func not in SCORE_FUNCS:
+        gaps.append(f"{moe.score_func} router scores: the moe template routes by {' or '.join(SCORE_FUNCS)} scores")
+    if moe.score_func == "softmax" and moe.correction_bias:
+        gaps.append("a score correction bias on softmax scores: NeMo AutoModel's router adds it to sigmoid scores")
+    if moe.score_func == "softmax" and ((moe.n_group or 1) > 1 or (moe.topk_group or 1) > 1):
+        gaps.append("grouped expert routing (n_group / topk_group) on softmax scores: NeMo groups sigmoid scores")
+    if moe.top_k == 1 and renormalise:
+        gaps.append("top-1 routing with renormalised weights: NeMo's router leaves a single weight as scored")
+    if moe.router_bias:
+        gaps.append("a bias on the router's projection")
+    if moe.expert_bias:
+        gaps.append("routed experts with biases")
+    return gaps
+
+
 def build(spec: ArchSpec) -> MoeLayout | None:
     """The MoE layout of a spec, or None without a reference inventory."""
-    moe, att = spec.features.moe, spec.features.attention
+    moe = spec.features.moe
     if moe is None:
         fields = decoder_fields(spec, MOE_TENSORS, IMPLEMENTED_TRAITS, gaps=("the config has no routed experts",))
         return None if fields is None else MoeLayout(**fields)
     declared = reference_fields(spec)
-    gaps = []
-    if att.latent is not None:
-        gaps.append("multi-head latent attention (kv_lora_rank): the moe template builds standard attention")
-    if moe.score_func != "softmax" or moe.correction_bias:
-        gaps.append(f"{moe.score_func} routing with a score correction bias: the moe template routes by softmax")
-    if (moe.n_group or 1) > 1 or (moe.topk_group or 1) > 1:
-        gaps.append("grouped expert routing (n_group / topk_group)")
+    # Routers without a norm_topk_prob switch (Mixtral's, Granite's) always renormalise their top-k weights.
+    renormalise = _attr("norm_topk_prob", declared) or "True"
+    gaps = _routing_gaps(moe, moe.norm_topk_prob if renormalise != "True" else True)
     if spec.features.mlp.activation != "silu":
         gaps.append(f"experts with {spec.features.mlp.activation}: NeMo AutoModel's experts are SwiGLU")
     moe_layers = tuple(i for i in range(spec.features.num_layers or 0) if i not in moe.dense_layers)
@@ -137,20 +214,25 @@ def build(spec: ArchSpec) -> MoeLayout | None:
     sizes = {
         "experts": moe.num_experts,
         "moe": moe.expert_intermediate_size,
+        "moe2": 2 * (moe.expert_intermediate_size or 0) or None,
         "shared": moe.shared_expert_intermediate_size,
     }
-    fields = decoder_fields(spec, MOE_TENSORS, IMPLEMENTED_TRAITS, groups, tuple(gaps), sizes)
+    fields = decoder_fields(spec, MOE_TENSORS, MOE_TRAITS, groups, tuple(gaps), sizes)
     if fields is None:
         return None
-    names = {r.nemo for r in fields["tensors"]}
+    rows = fields["tensors"]
+    names = {r.nemo for r in rows}
     layer = MOE_TENSORS.layer_prefix
     shared = f"{layer}mlp.shared_experts.gate_proj.weight" in names
+    correction = f"{layer}mlp.gate.e_score_correction_bias" in names
+    score_func, router_fp32 = SCORE_FUNCS.get(moe.score_func, SCORE_FUNCS["softmax"])
     dense_width = _attr("intermediate_size", declared) or "config.intermediate_size"
     moe_width = _attr("moe_intermediate_size", declared) or dense_width
     experts = _attr("num_experts", declared) or repr(moe.num_experts)
     shared_count = _attr("num_shared_experts", declared) or repr(int(shared))
     shared_width = _attr("shared_expert_intermediate_size", declared)
     condition = " and ".join(test for key, test in PLACEMENT if key in declared) or "True"
+    grouped = score_func == "sigmoid_with_bias"
     args = (
         ("dim", "config.hidden_size"),
         ("inter_dim", dense_width),
@@ -158,22 +240,31 @@ def build(spec: ArchSpec) -> MoeLayout | None:
         ("n_routed_experts", experts),
         ("n_shared_experts", shared_count),
         ("n_activated_experts", _attr("top_k", declared) or repr(moe.top_k)),
-        ("n_expert_groups", "0"),
-        ("n_limited_groups", "0"),
+        ("n_expert_groups", (_attr("n_group", declared) or "1") if grouped else "0"),
+        ("n_limited_groups", (_attr("topk_group", declared) or "1") if grouped else "0"),
         ("train_gate", "True"),
-        ("gate_bias_update_factor", "0.0"),
+        ("gate_bias_update_factor", GATE_BIAS_UPDATE if correction else "0.0"),
+        ("force_e_score_correction_bias", repr(correction)),
         ("aux_loss_coeff", "config.router_aux_loss_coef" if "router_aux_loss_coef" in declared else "0.0"),
-        ("score_func", '"softmax"'),
-        ("softmax_before_topk", "True"),
-        # Routers without a norm_topk_prob switch (Mixtral's) always renormalise their top-k weights.
-        ("norm_topk_prob", _attr("norm_topk_prob", declared) or "True"),
+        ("score_func", repr(score_func).replace("'", '"')),
+        ("softmax_before_topk", repr(score_func == "softmax")),
+        ("norm_topk_prob", renormalise),
         ("route_scale", _attr("routed_scaling_factor", declared) or "1.0"),
+        ("router_weights_fp32", repr(router_fp32)),
+        # The reference weights each expert's output after its down projection; so does NeMo's layer with this.
+        ("apply_router_weight_after_down", "True"),
         ("shared_expert_gate", repr(f"{layer}mlp.shared_expert_gate.weight" in names)),
         ("shared_expert_inter_dim", (shared_width or "None") if shared else "None"),
         ("dtype", "_config_dtype(config)"),
     )
+    # NeMo's pattern: plain modules, its own weight init and dtype cast, the loss from transformers' function.
+    fields["model_imports"] = (
+        *without(fields["model_imports"], TRANSFORMERS_MODEL_ONLY),
+        Import("transformers.loss.loss_utils", ("ForCausalLMLoss",)),
+    )
     fields["model_nemo_imports"] = (
         *fields["model_nemo_imports"],
+        Import(NEMO_UTILS, ("cast_model_to_dtype",)),
         Import(MOE_CONFIG, ("MoEConfig",)),
         Import(MOE_MIXIN, ("MoEFSDPSyncMixin",)),
         Import(MOE_LAYERS, ("MoE",)),
@@ -182,11 +273,28 @@ def build(spec: ArchSpec) -> MoeLayout | None:
         *fields["dimensions"],
         ("experts", experts),
         ("moe", moe_width),
+        ("moe2", f"2 * {moe_width}"),
         ("shared", shared_width or f"{shared_count} * {moe_width}"),
         ("one", "1"),
     )
+    # The reference's router and MoE block modules (the tests hook them), where its checkpoint has a router row.
+    router = MoeLayout.router
+    for row in rows:
+        if row.nemo == f"{layer}mlp.gate.weight":
+            router = _in_memory(spec.model_type, row.sources[0]).removesuffix(".weight")
+            block = router.rpartition(".")[0]
+            fields["compared_modules"] = tuple(
+                dataclasses.replace(c, reference=block) if c.label == "mlp" else c for c in fields["compared_modules"]
+            )
+    mtp = "multi_token_prediction" in {t.key for t in spec.features.traits}
     return MoeLayout(
         **fields,
         moe_args=args,
         layer_groups=(LayerGroup("dense", f"not ({condition})"), LayerGroup("moe", condition)),
+        router=router,
+        router_fp32=router_fp32,
+        correction_bias=correction,
+        mtp_layers=_attr("mtp_layers", declared) if mtp else None,
+        nemo_native=True,
+        capabilities=MOE_CAPABILITIES,
     )

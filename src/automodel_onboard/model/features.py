@@ -86,6 +86,8 @@ class Moe:
     topk_group: int | None
     dense_layers: tuple[int, ...]
     moe_layers: int
+    router_bias: bool = False  # the router's projection has a bias (a checkpoint tensor)
+    expert_bias: bool = False  # the routed experts' projections have biases
 
 
 @dataclass(frozen=True)
@@ -142,15 +144,19 @@ def _true(v: Any) -> bool:
     return v is True
 
 
+def _positive(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
 TRAIT_FIELDS: tuple[tuple[str, str, Any, str], ...] = (
     ("logit_softcapping", "final_logit_softcapping", _set, "final logit soft-capping"),
     ("attention_softcapping", "attn_logit_softcapping", _set, "attention logit soft-capping"),
-    ("embedding_scaling", "embedding_multiplier", _not_one, "embedding scaling (embedding_multiplier)"),
-    ("embedding_scaling", "scale_embedding", _true, "embedding scaling (scale_embedding)"),
-    ("attention_scaling", "attention_multiplier", _set, "custom attention scaling (attention_multiplier)"),
-    ("attention_scaling", "query_pre_attn_scalar", _set, "custom attention scaling (query_pre_attn_scalar)"),
-    ("residual_scaling", "residual_multiplier", _not_one, "residual scaling (residual_multiplier)"),
-    ("logit_scaling", "logits_scaling", _not_one, "logit scaling (logits_scaling)"),
+    ("embedding_multiplier", "embedding_multiplier", _not_one, "embedding scaling (embedding_multiplier)"),
+    ("embedding_normalizer", "scale_embedding", _true, "embedding scaling by sqrt(hidden_size) (scale_embedding)"),
+    ("attention_multiplier", "attention_multiplier", _set, "custom attention scaling (attention_multiplier)"),
+    ("query_pre_attn_scalar", "query_pre_attn_scalar", _set, "custom attention scaling (query_pre_attn_scalar)"),
+    ("residual_multiplier", "residual_multiplier", _not_one, "residual scaling (residual_multiplier)"),
+    ("logits_scaling", "logits_scaling", _not_one, "logit scaling (logits_scaling)"),
     ("partial_rotary", "partial_rotary_factor", _below_one, "partial rotary embeddings (partial_rotary_factor)"),
     ("partial_rotary", "rotary_pct", _below_one, "partial rotary embeddings (rotary_pct)"),
     ("parallel_block", "use_parallel_residual", _true, "parallel attention/MLP block (use_parallel_residual)"),
@@ -161,12 +167,8 @@ TRAIT_FIELDS: tuple[tuple[str, str, Any, str], ...] = (
     ("alibi", "use_alibi", _true, "ALiBi position bias"),
     ("chunked_attention", "attention_chunk_size", _set, "chunked local attention (attention_chunk_size)"),
     ("nope_layers", "no_rope_layers", _set, "layers without rotary embeddings (no_rope_layers)"),
-    (
-        "multi_token_prediction",
-        "num_nextn_predict_layers",
-        lambda v: isinstance(v, int) and v > 0,
-        "multi-token prediction layers",
-    ),
+    ("multi_token_prediction", "num_nextn_predict_layers", _positive, "multi-token prediction layers"),
+    ("multi_token_prediction", "num_mtp_layers", _positive, "multi-token prediction layers"),
     ("attention_sinks", "attention_sink_size", _set, "attention sinks"),
     ("bidirectional_attention", "use_bidirectional_attention", _true, "bidirectional attention"),
 )
@@ -183,7 +185,13 @@ TRAIT_PARAMS: tuple[tuple[str, str, str], ...] = (
         "fused or non-gated MLP projection in the checkpoint",
     ),
     ("attention_sinks", r"\.sinks$", "attention sinks"),
+    ("attention_experts", r"self_attention\.experts\.", "mixture of attention heads (attention experts)"),
 )
+
+
+# Router and routed-expert biases, by their checkpoint names (per-expert or stacked).
+ROUTER_BIAS = re.compile(r"\.(?:gate|router)(?:\.layer)?\.bias$")
+EXPERT_BIAS = re.compile(r"\.experts\.(?:\d+\.\w+\.bias|\w+_bias|bias)$")
 
 
 def _grouping(heads: int | None, kv: int | None) -> str | None:
@@ -405,6 +413,7 @@ def moe_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None,
     if correction and text.find("score_func") is None:
         score = "sigmoid"
     scaling = text.float_("routed_scaling_factor") or 1.0
+    layer_names = [n for n in names if re.search(r"(?:^|\.)layers\.\d+\.", n)]
     return Moe(
         num_experts=experts,
         top_k=top_k,
@@ -421,6 +430,8 @@ def moe_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None,
         topk_group=text.int_("topk_group", minimum=1),
         dense_layers=_dense_layers(text, num_layers),
         moe_layers=num_layers - len(_dense_layers(text, num_layers)),
+        router_bias=any(ROUTER_BIAS.search(n) for n in layer_names),
+        expert_bias=any(EXPERT_BIAS.search(n) for n in layer_names),
     )
 
 

@@ -19,6 +19,7 @@ from automodel_onboard.model.fields import ALIASES, ConfigView
 
 TINY_VOCAB = 256
 TINY_HEAD_DIM = 16
+TINY_ROPE_HEAD_DIM = 8  # latent attention: the rotated part of each query/key head
 TINY_INTERMEDIATE = 128
 TINY_EXPERT_INTERMEDIATE = 32
 TINY_EXPERTS = 4
@@ -116,11 +117,13 @@ def _shrink_text(node: dict[str, Any], features: Features) -> int:
         for fact, value in (
             ("kv_lora_rank", 16),
             ("q_lora_rank", 24),
-            ("qk_rope_head_dim", 8),
+            ("qk_rope_head_dim", TINY_ROPE_HEAD_DIM),
             ("qk_nope_head_dim", 8),
             ("v_head_dim", 16),
         ):
             _set(node, fact, value, force=fact != "q_lora_rank" or att.latent.q_lora_rank is not None)
+        # Latent attention's config classes read head_dim as the rotated width of a query/key head.
+        _set(node, "head_dim", TINY_ROPE_HEAD_DIM)
     if att.window is not None and att.window > 0:
         _set(node, "sliding_window", TINY_WINDOW)
     num_layers = 2
