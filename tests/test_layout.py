@@ -258,6 +258,36 @@ def test_granite_moe_stacked_experts_renamed_router_and_multipliers(spec):
     assert plain["attention"]["scaling"] == "self.head_dim**-0.5"
 
 
+def test_gpt_oss_sinks_half_tables_biased_router_and_clamped_glu_experts():
+    """What GPT-OSS's code shows only when measured (its RoPE table width, its experts' activation and layout, no
+    SDPA) and what its checkpoint shows (sinks, biases, stacked experts) lay out onto NeMo's MoE layer."""
+    from automodel_onboard.layout import matrix
+
+    base = next(c for c in matrix.MOE if c.case_id == "gpt-oss-base").config()
+    spec = build_spec(base, existing_models=frozenset())
+    moe, lay = spec.features.moe, spec.layout
+    assert (moe.expert_activation, moe.gate_up_interleaved) == ("clamped_glu", True)
+    assert (moe.activation_alpha, moe.activation_limit) == (1.702, 7.0)
+    assert spec.features.rope.half_tables and lay.gaps == ()
+    assert lay.attention.sinks and lay.attention.half_tables and lay.reference_attention == ("eager",)
+    args = dict(lay.moe_args)
+    assert (args["expert_activation"], args["activation_alpha"], args["activation_limit"]) == (
+        '"quick_geglu"',
+        "1.702",
+        "7.0",
+    )
+    assert (args["router_bias"], args["expert_bias"]) == ("True", "True")
+    rows = {r.nemo.removeprefix("model.layers.{layer}."): (r.sources, r.transpose) for r in lay.tensors}
+    prefix = "model.layers.{layer}."
+    assert rows["mlp.gate.bias"] == ((prefix + "mlp.router.bias",), False)
+    assert rows["mlp.experts.gate_and_up_projs"] == ((prefix + "mlp.experts.gate_up_proj",), False)
+    assert rows["mlp.experts.down_proj_bias"] == ((prefix + "mlp.experts.down_proj_bias",), False)
+    assert rows["self_attn.sinks"] == ((prefix + "self_attn.sinks",), False)
+    assert lay.router == prefix + "mlp.router"
+    llama = build_spec(matrix.LLAMA_BASE, existing_models=frozenset())
+    assert not llama.features.rope.half_tables and llama.layout.reference_attention == ("eager", "sdpa")
+
+
 @pytest.mark.parametrize(
     ("name", "changes", "needle"),
     [

@@ -103,22 +103,11 @@ def test_moe_schema_glm45(specs):
 
 def test_moe_schema_router_and_expert_biases_from_the_checkpoint(specs):
     """Biases on the router or the routed experts are read off the reference's checkpoint tensors."""
+    from automodel_onboard.layout import matrix
+
     assert not specs("Qwen__Qwen3-235B-A22B.json").features.moe.router_bias
-    raw = {
-        "architectures": ["GptOssForCausalLM"],
-        "model_type": "gpt_oss",
-        "hidden_size": 2880,
-        "intermediate_size": 2880,
-        "num_hidden_layers": 24,
-        "num_attention_heads": 64,
-        "num_key_value_heads": 8,
-        "head_dim": 64,
-        "num_local_experts": 32,
-        "num_experts_per_tok": 4,
-        "vocab_size": 201088,
-        "rms_norm_eps": 1e-5,
-    }
-    moe = build_spec(raw, existing_models=frozenset()).features.moe
+    base = next(c for c in matrix.MOE if c.case_id == "gpt-oss-base").config()
+    moe = build_spec(base, existing_models=frozenset()).features.moe
     assert (moe.router_bias, moe.expert_bias) == (True, True)
 
 

@@ -92,6 +92,8 @@ class AttentionLayout:
     partial_rotary: bool = False  # only config.rope_parameters["partial_rotary_factor"] of the rotary dims rotate
     scaling: str = "self.head_dim**-0.5"  # expression: the softmax scale
     latent: LatentLayout | None = None
+    sinks: bool = False  # a learned sink logit per head joins each softmax (GPT-OSS)
+    half_tables: bool = False  # the RoPE tables hold one angle per rotated pair (dims i and i + D/2)
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ def attention_layout(
         partial_rotary="partial_rotary" in traits,
         scaling=scaling,
         latent=latent,
+        sinks="attention_sinks" in traits and "self_attn.sinks" in layer0,
+        half_tables=features.rope.half_tables,
     )
 
 

@@ -73,6 +73,7 @@ DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("q", "config.num_attention_heads * head_dim"),
     ("kv", "config.num_key_value_heads * head_dim"),
     ("head_dim", "head_dim"),
+    ("heads", "config.num_attention_heads"),
 )
 
 # Every tensor the dense template builds, in checkpoint names (the model's are the same): (name, shape symbols).
@@ -94,6 +95,7 @@ TENSORS = TensorTable(
         ("self_attn.o_proj.bias", ("hidden",)),
         ("self_attn.q_norm.weight", ("head_dim",)),
         ("self_attn.k_norm.weight", ("head_dim",)),
+        ("self_attn.sinks", ("heads",)),
         ("post_attention_layernorm.weight", ("hidden",)),
         ("mlp.gate_proj.weight", ("intermediate", "hidden")),
         ("mlp.gate_proj.bias", ("intermediate",)),
@@ -192,6 +194,8 @@ class DenseLayout:
     # The top-level classes are plain modules in NeMo AutoModel's own (MoE) model pattern, not transformers'
     # PreTrainedModel subclasses; they initialise themselves (``initialize_weights``) and do not generate.
     nemo_native: bool = False
+    # The attention implementations the reference runs under (transformers'), which the parity tests compare.
+    reference_attention: tuple[str, ...] = ("eager", "sdpa")
     # ModelCapabilities as declared: a flag is True only where a generated test verifies it.
     capabilities: tuple[tuple[str, bool], ...] = CAPABILITIES
 
@@ -235,6 +239,11 @@ def build(spec: ArchSpec) -> DenseLayout | None:
     """The dense layout of a spec, or None without a reference inventory."""
     fields = decoder_fields(spec, TENSORS, IMPLEMENTED_TRAITS)
     return None if fields is None else DenseLayout(**fields)
+
+
+def _supports_sdpa(inventory: Any) -> bool:
+    probes = getattr(inventory, "probes", None)
+    return probes is None or probes.supports_sdpa
 
 
 def reference_fields(spec: ArchSpec) -> frozenset[str]:
@@ -285,6 +294,7 @@ def decoder_fields(
         "q": (att.num_heads or 0) * (att.head_dim or 0) or None,
         "kv": (att.num_kv_heads or 0) * (att.head_dim or 0) or None,
         "head_dim": att.head_dim,
+        "heads": att.num_heads,
     }
     if att.latent is not None:
         lat = att.latent
@@ -338,5 +348,6 @@ def decoder_fields(
         "gaps": tuple(dict.fromkeys([*all_gaps, *config_gaps])),
         "local_config": local,
         "reference_config_alias": f"HF{remote['config_class'].partition('.')[2]}" if remote is not None else None,
+        "reference_attention": ("eager", "sdpa") if _supports_sdpa(inventory) else ("eager",),
         **scalings,
     }

@@ -207,6 +207,48 @@ DEEPSEEK_V3_BASE: Mapping[str, Any] = {
     "torch_dtype": "bfloat16",
 }
 
+# GPT-OSS's shape (gpt-oss-20b's config.json without its quantization block): attention sinks and biases, sliding
+# and full attention layers alternating, YaRN with one angle per rotated pair, a router with a bias, and stacked
+# experts with biases computing a clamped GLU on interleaved gate and up rows.
+GPT_OSS_BASE: Mapping[str, Any] = {
+    "architectures": ["GptOssForCausalLM"],
+    "model_type": "gpt_oss",
+    "hidden_size": 2880,
+    "intermediate_size": 2880,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "num_local_experts": 32,
+    "num_experts_per_tok": 4,
+    "experts_per_token": 4,
+    "router_aux_loss_coef": 0.9,
+    "output_router_logits": False,
+    "swiglu_limit": 7.0,
+    "attention_bias": True,
+    "attention_dropout": 0.0,
+    "sliding_window": 128,
+    "layer_types": ["sliding_attention", "full_attention"] * 12,
+    "hidden_act": "silu",
+    "max_position_embeddings": 131072,
+    "initial_context_length": 4096,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 150000,
+    "rope_scaling": {
+        "rope_type": "yarn",
+        "factor": 32.0,
+        "beta_fast": 32.0,
+        "beta_slow": 1.0,
+        "truncate": False,
+        "original_max_position_embeddings": 4096,
+    },
+    "vocab_size": 201088,
+    "pad_token_id": 199999,
+    "eos_token_id": 200002,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+}
+
 MOE: tuple[Synthetic, ...] = (
     Synthetic("qwen3-moe-base", "moe", QWEN3_MOE_BASE),
     Synthetic("qwen3-moe-no-topk-norm", "moe", QWEN3_MOE_BASE, {"norm_topk_prob": False}),
@@ -227,6 +269,7 @@ MOE: tuple[Synthetic, ...] = (
         DEEPSEEK_V3_BASE,
         {"n_group": 1, "topk_group": 1, "norm_topk_prob": False, "routed_scaling_factor": 1.0},
     ),
+    Synthetic("gpt-oss-base", "moe", GPT_OSS_BASE),
 )
 
 # Every synthetic case, per kind (the VLM matrix joins when its template lands).

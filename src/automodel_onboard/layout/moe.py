@@ -79,6 +79,9 @@ MOE_ROWS: tuple[CheckpointTensor, ...] = (
     CheckpointTensor("mlp.gate.weight", ("experts", "hidden")),
     CheckpointTensor("mlp.gate.weight", ("experts", "hidden"), hf=("block_sparse_moe.gate.weight",)),
     CheckpointTensor("mlp.gate.weight", ("experts", "hidden"), hf=("block_sparse_moe.router.layer.weight",)),
+    CheckpointTensor("mlp.gate.weight", ("experts", "hidden"), hf=("mlp.router.weight",)),
+    CheckpointTensor("mlp.gate.bias", ("experts",)),
+    CheckpointTensor("mlp.gate.bias", ("experts",), hf=("mlp.router.bias",)),
     # DeepSeek-V3's load-balancing bias: added to the scores for choosing experts only, kept in float32.
     CheckpointTensor("mlp.gate.e_score_correction_bias", ("experts",)),
     *_experts("mlp", "gate_proj", "up_proj", "down_proj"),
@@ -96,6 +99,11 @@ MOE_ROWS: tuple[CheckpointTensor, ...] = (
         hf=("block_sparse_moe.output_linear.weight",),
         transpose=True,
     ),
+    # GPT-OSS stores its experts stacked as NeMo holds them ([E, in, out]; gate and up interleaved), with biases.
+    CheckpointTensor("mlp.experts.gate_and_up_projs", ("experts", "hidden", "moe2"), hf=("mlp.experts.gate_up_proj",)),
+    CheckpointTensor("mlp.experts.gate_up_proj_bias", ("experts", "moe2")),
+    CheckpointTensor("mlp.experts.down_projs", ("experts", "moe", "hidden"), hf=("mlp.experts.down_proj",)),
+    CheckpointTensor("mlp.experts.down_proj_bias", ("experts", "hidden")),
     *_shared("mlp.shared_expert"),  # Qwen2-MoE names its one shared expert in the singular
     *_shared("mlp.shared_experts"),
     CheckpointTensor("mlp.shared_expert_gate.weight", ("one", "hidden")),
@@ -103,9 +111,9 @@ MOE_ROWS: tuple[CheckpointTensor, ...] = (
 DENSE_ROWS: tuple[CheckpointTensor, ...] = tuple(
     CheckpointTensor(name, shape) for name, shape in TENSORS.layer_tensors if name.startswith("mlp.")
 )
-# Traits the MoE template builds beyond the dense ones: partial rotary (GLM-4.5) and the multi-token prediction
-# layers of a checkpoint, which it recognises and does not build (transformers' reference skips them too).
-MOE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {"partial_rotary", "multi_token_prediction"}
+# Traits the MoE template builds beyond the dense ones: partial rotary (GLM-4.5), attention sinks (GPT-OSS) and the
+# multi-token prediction layers of a checkpoint, which it recognises and does not build (as transformers does).
+MOE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {"partial_rotary", "multi_token_prediction", "attention_sinks"}
 MOE_TENSORS = TensorTable(
     global_tensors=TENSORS.global_tensors,
     layer_tensors=tuple((n, s) for n, s in TENSORS.layer_tensors if not n.startswith("mlp.")),
@@ -161,6 +169,14 @@ SCORE_FUNCS: Mapping[str, tuple[str, bool]] = MappingProxyType(
 )
 # The correction bias moves by this much per optimiser step, against each expert's load (DeepSeek-V3's speed).
 GATE_BIAS_UPDATE = "1e-3"
+# NeMo's expert activation for each of the reference's, by whether its gate and up rows are interleaved.
+EXPERT_ACTIVATIONS: Mapping[tuple[str, bool], str] = MappingProxyType(
+    {
+        ("swiglu", False): "swiglu",
+        ("clamped_glu", True): "quick_geglu",
+        ("clamped_glu", False): "swigluoai",
+    }
+)
 
 
 def _attr(fact: str, fields: frozenset[str]) -> str | None:
@@ -190,11 +206,30 @@ def _routing_gaps(moe: Moe, renormalise: bool) -> list[str]:
         gaps.append("grouped expert routing (n_group / topk_group) on softmax scores: NeMo groups sigmoid scores")
     if moe.top_k == 1 and renormalise:
         gaps.append("top-1 routing with renormalised weights: NeMo's router leaves a single weight as scored")
-    if moe.router_bias:
-        gaps.append("a bias on the router's projection")
-    if moe.expert_bias:
-        gaps.append("routed experts with biases")
+    if moe.router_bias and moe.score_func != "softmax":
+        gaps.append(f"a router bias with {moe.score_func} scores")
     return gaps
+
+
+def _activation_gaps(moe: Moe, hidden_act: str) -> list[str]:
+    if (moe.expert_activation, moe.gate_up_interleaved) not in EXPERT_ACTIVATIONS:
+        interleaved = " (gate and up interleaved)" if moe.gate_up_interleaved else ""
+        return [f"experts computing a {moe.expert_activation} activation{interleaved}: no NeMo expert activation"]
+    if moe.expert_activation == "swiglu" and hidden_act != "silu":
+        return [f"experts with {hidden_act}: NeMo AutoModel's experts are SwiGLU"]
+    return []
+
+
+def _activation_args(moe: Moe) -> tuple[tuple[str, str], ...]:
+    """MoEConfig's expert activation and, for a clamped GLU, its slope and clamp as the reference sets them."""
+    activation = EXPERT_ACTIVATIONS.get((moe.expert_activation, moe.gate_up_interleaved), "swiglu")
+    if activation == "swiglu":
+        return ()
+    return (
+        ("expert_activation", f'"{activation}"'),
+        ("activation_alpha", repr(moe.activation_alpha)),
+        ("activation_limit", repr(moe.activation_limit)),
+    )
 
 
 def build(spec: ArchSpec) -> MoeLayout | None:
@@ -207,8 +242,7 @@ def build(spec: ArchSpec) -> MoeLayout | None:
     # Routers without a norm_topk_prob switch (Mixtral's, Granite's) always renormalise their top-k weights.
     renormalise = _attr("norm_topk_prob", declared) or "True"
     gaps = _routing_gaps(moe, moe.norm_topk_prob if renormalise != "True" else True)
-    if spec.features.mlp.activation != "silu":
-        gaps.append(f"experts with {spec.features.mlp.activation}: NeMo AutoModel's experts are SwiGLU")
+    gaps += _activation_gaps(moe, spec.features.mlp.activation)
     moe_layers = tuple(i for i in range(spec.features.num_layers or 0) if i not in moe.dense_layers)
     groups = {"dense": moe.dense_layers, "moe": moe_layers}
     sizes = {
@@ -251,6 +285,9 @@ def build(spec: ArchSpec) -> MoeLayout | None:
         ("norm_topk_prob", renormalise),
         ("route_scale", _attr("routed_scaling_factor", declared) or "1.0"),
         ("router_weights_fp32", repr(router_fp32)),
+        ("router_bias", repr(f"{layer}mlp.gate.bias" in names)),
+        ("expert_bias", repr(f"{layer}mlp.experts.down_proj_bias" in names)),
+        *_activation_args(moe),
         # The reference weights each expert's output after its down projection; so does NeMo's layer with this.
         ("apply_router_weight_after_down", "True"),
         ("shared_expert_gate", repr(f"{layer}mlp.shared_expert_gate.weight" in names)),

@@ -51,6 +51,7 @@ class Rope:
     theta: float | None
     partial_rotary_factor: float
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    half_tables: bool = False  # the reference's cos/sin hold one angle per rotated pair, not one per dim
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,12 @@ class Moe:
     moe_layers: int
     router_bias: bool = False  # the router's projection has a bias (a checkpoint tensor)
     expert_bias: bool = False  # the routed experts' projections have biases
+    # "swiglu": act(gate) * up; "clamped_glu": GPT-OSS's gate * sigmoid(alpha * gate) * (up + 1), both clamped at
+    # ``limit``; "custom": another function of the reference's code.
+    expert_activation: str = "swiglu"
+    activation_alpha: float | None = None
+    activation_limit: float | None = None
+    gate_up_interleaved: bool = False  # the reference holds its experts' gate and up rows interleaved
 
 
 @dataclass(frozen=True)
@@ -301,7 +308,9 @@ def _qk_norm_from_params(layer0: Mapping[str, tuple[int, ...]], head_dim: int | 
     return "none"
 
 
-def rope_features(text: ConfigView) -> Rope:
+def rope_features(text: ConfigView, rotary_width: int | None = None, rotated: int | None = None) -> Rope:
+    """RoPE type and parameters; ``rotary_width`` (the reference's table width) against ``rotated`` (the dims it
+    rotates) says whether the reference keeps one angle per pair."""
     params = text.get("rope_scaling")
     if params is not None and not isinstance(params, Mapping):
         raise OnboardError(
@@ -323,7 +332,8 @@ def rope_features(text: ConfigView) -> Rope:
     if partial is None and isinstance(params.get("partial_rotary_factor"), (int, float)):
         partial = float(params["partial_rotary_factor"])
     extra = {k: v for k, v in params.items() if k not in ("rope_type", "type", "rope_theta", "partial_rotary_factor")}
-    return Rope(type=rope_type, theta=theta, partial_rotary_factor=partial or 1.0, parameters=extra)
+    half = rotary_width is not None and rotated is not None and 2 * rotary_width == int(rotated * (partial or 1.0))
+    return Rope(type=rope_type, theta=theta, partial_rotary_factor=partial or 1.0, parameters=extra, half_tables=half)
 
 
 def mlp_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None) -> Mlp:
@@ -337,7 +347,10 @@ def mlp_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None)
         mlp_keys = [
             k
             for k in layer0
-            if k.startswith("mlp.") and ".experts." not in k and "shared" not in k and not k.startswith("mlp.gate.")
+            if k.startswith("mlp.")
+            and ".experts." not in k
+            and "shared" not in k
+            and not k.startswith(("mlp.gate.", "mlp.router."))
         ]
         if mlp_keys:
             gated = any("gate_proj" in k for k in mlp_keys)
@@ -382,7 +395,24 @@ def _dense_layers(text: ConfigView, num_layers: int) -> tuple[int, ...]:
     return tuple(dense)
 
 
-def moe_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, names: Sequence[str]) -> Moe:
+def _expert_code(code: Any) -> dict[str, Any]:
+    """The experts' activation and gate/up layout, from the reference's probed experts module."""
+    if code is None:
+        return {}
+    activation = "swiglu"
+    if code.custom_gate:
+        activation = "clamped_glu" if code.alpha is not None and code.limit is not None else "custom"
+    return {
+        "expert_activation": activation,
+        "activation_alpha": code.alpha,
+        "activation_limit": code.limit,
+        "gate_up_interleaved": not code.concatenated,
+    }
+
+
+def moe_features(
+    text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, names: Sequence[str], probes: Any = None
+) -> Moe:
     experts = text.int_("num_experts", minimum=0) or 0
     top_k = text.int_("top_k", minimum=1)
     if top_k is not None and top_k > experts:
@@ -432,6 +462,7 @@ def moe_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None,
         moe_layers=num_layers - len(_dense_layers(text, num_layers)),
         router_bias=any(ROUTER_BIAS.search(n) for n in layer_names),
         expert_bias=any(EXPERT_BIAS.search(n) for n in layer_names),
+        **_expert_code(probes.experts if probes is not None else None),
     )
 
 
@@ -497,8 +528,10 @@ def extract(
     vision_key: str | None,
     inventory: Mapping[str, tuple[int, ...]] | None = None,
     declared: Mapping[str, Any] | None = None,
+    probes: Any = None,
 ) -> Features:
-    """Build the features of a supported verdict; ``inventory`` maps checkpoint names to shapes when known."""
+    """Build the features of a supported verdict; ``inventory`` maps checkpoint names to shapes when known, and
+    ``probes`` (reference.Probes) holds what was measured on the reference's code."""
     layer0 = None
     names: list[str] = []
     if inventory is not None:
@@ -527,14 +560,18 @@ def extract(
         text.int_(fact, minimum=1)
     return Features(
         attention=attention,
-        rope=rope_features(text),
+        rope=rope_features(
+            text,
+            probes.rotary_width if probes is not None else None,
+            attention.latent.qk_rope_head_dim if attention.latent is not None else attention.head_dim,
+        ),
         mlp=mlp_features(text, layer0),
         norm=norm,
         tie_word_embeddings=tie,
         num_layers=text.int_("num_layers", minimum=1),
         hidden_size=text.int_("hidden_size", minimum=1),
         vocab_size=text.int_("vocab_size", minimum=1),
-        moe=moe_features(text, layer0, names) if is_moe else None,
+        moe=moe_features(text, layer0, names, probes) if is_moe else None,
         vision=vision_features(raw, vision_key) if kind == "vlm" and vision_key else None,
         traits=traits(text, layer0, norm),
     )

@@ -30,6 +30,27 @@ class Tensor:
 
 
 @dataclass(frozen=True)
+class ExpertsCode:
+    """How the reference's routed experts compute, as transformers declares it on its experts module."""
+
+    concatenated: bool  # gate and up stored [gate; up]; False: interleaved [g0, u0, g1, u1, ...]
+    transposed: bool  # weights stored [in, out] rather than [out, in]
+    bias: bool
+    custom_gate: bool  # the class replaces transformers' act(gate) * up
+    alpha: float | None  # a clamped GLU's gate slope and clamp limit (GPT-OSS's), when the class sets them
+    limit: float | None
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Facts of the reference's code that neither the config nor the tensor names show, measured on ``meta``."""
+
+    supports_sdpa: bool  # the reference runs under transformers' SDPA attention
+    rotary_width: int | None  # the last dim of its RoPE tables (half the rotated dims when it stores one per pair)
+    experts: ExpertsCode | None = None
+
+
+@dataclass(frozen=True)
 class Inventory:
     """Checkpoint-format tensors of the reference model (what ``save_pretrained`` writes), and counts."""
 
@@ -39,6 +60,7 @@ class Inventory:
     total_params: int
     active_params: int | None
     tied: tuple[str, ...]
+    probes: Probes | None = None
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {t.name: t.shape for t in self.tensors}
@@ -167,7 +189,39 @@ def _inventory(model_cls: type, config: Any, config_class: str) -> Inventory:
         total_params=total,
         active_params=_active(tensors, total, config),
         tied=tied,
+        probes=_probe(model, config),
     )
+
+
+def _probe(model: Any, config: Any) -> Probes:
+    """Measure the reference built on ``meta``: nothing is computed but shapes, and nothing is allocated."""
+    import torch
+
+    width = None
+    rotary = next((m for name, m in model.named_modules() if name.endswith("rotary_emb")), None)
+    if rotary is not None:
+        hidden = getattr(config.get_text_config(), "hidden_size", 8)
+        x = torch.empty(1, 2, hidden, device="meta")
+        try:
+            cos, _ = rotary(x, torch.arange(2, device="meta")[None])
+            width = int(cos.shape[-1])
+        except Exception:  # a RoPE type whose tables depend on values (dynamic, longrope) is not measured
+            width = None
+    experts = next((m for m in model.modules() if hasattr(m, "is_concatenated") and hasattr(m, "has_bias")), None)
+    code = None
+    if experts is not None:
+        from transformers.integrations.moe import _default_apply_gate
+
+        alpha, limit = getattr(experts, "alpha", None), getattr(experts, "limit", None)
+        code = ExpertsCode(
+            concatenated=bool(experts.is_concatenated),
+            transposed=bool(experts.is_transposed),
+            bias=bool(experts.has_bias),
+            custom_gate=getattr(type(experts), "_apply_gate", _default_apply_gate) is not _default_apply_gate,
+            alpha=float(alpha) if isinstance(alpha, (int, float)) else None,
+            limit=float(limit) if isinstance(limit, (int, float)) else None,
+        )
+    return Probes(supports_sdpa=bool(getattr(model, "_supports_sdpa", False)), rotary_width=width, experts=code)
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -194,6 +194,7 @@ def build_spec(
         vision_key=verdict.vision_key,
         inventory=inventory.shapes() if inventory is not None else None,
         declared=text_raw,
+        probes=inventory.probes if inventory is not None else None,
     )
     if resolved is not None:
         _require_sizes(feats, where, prefix)
