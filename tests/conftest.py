@@ -37,6 +37,17 @@ SPEC_KEYS = frozenset(
 )
 
 
+@pytest.fixture
+def without_vlm(monkeypatch):
+    """The kind registry as it is before a kind's template lands: the vlm row removed."""
+    from types import MappingProxyType
+
+    from automodel_onboard import kinds
+
+    monkeypatch.setattr(kinds, "KINDS", MappingProxyType({k: v for k, v in kinds.KINDS.items() if k != "vlm"}))
+    return kinds
+
+
 def load_config(name: str) -> dict[str, Any]:
     return json.loads((CONFIGS / name).read_text())
 

@@ -88,6 +88,22 @@ def test_custom_vision_names_are_never_dense(vision_key):
     assert verdict.kind == "vlm", verdict.reasons
 
 
+def test_a_remote_code_vlm_whose_class_name_says_nothing_is_a_vlm_with_custom_code():
+    """InternVL's InternVLChatModel: auto_map names its causal-LM class; the text model sits in llm_config."""
+    cfg = {
+        "architectures": ["InternVLChatModel"],
+        "auto_map": {"AutoModelForCausalLM": "modeling_internvl_chat.InternVLChatModel"},
+        "model_type": "internvl_chat",
+        "llm_config": {"model_type": "qwen2", "hidden_size": 896, "num_attention_heads": 14, "num_hidden_layers": 2},
+        "vision_config": {"model_type": "intern_vit_6b", "hidden_size": 1024},
+    }
+    verdict = classify(cfg)
+    assert (verdict.kind, verdict.text_key) == ("vlm", "llm_config")
+    assert "auto_map.AutoModelForCausalLM" in verdict.reasons[0]
+    cfg.pop("auto_map")
+    assert classify(cfg).kind == "unsupported"
+
+
 def test_vision_without_identifiable_text_model_is_refused():
     cfg = {"architectures": ["OddForConditionalGeneration"], "model_type": "odd", "visual": {"depth": 2}}
     verdict = classify(cfg)

@@ -24,12 +24,16 @@ def test_every_kind_has_its_template_and_every_template_a_kind():
         assert (TEMPLATES / kind.template / "{{ paths.package }}" / "model.py.jinja").is_file(), kind.name
 
 
-def test_a_verdict_without_a_template_is_refused_with_the_choices():
+def test_a_verdict_without_a_template_is_refused_with_the_choices(without_vlm):
     with pytest.raises(OnboardError) as info:
-        kinds.get("vlm")
+        without_vlm.get("vlm")
     assert info.value.code == "no-template"
     assert info.value.what == "the vlm template is not available yet"
-    assert info.value.fix == f"templates available: {', '.join(kinds.names())}"
+    assert info.value.fix == "templates available: dense, moe"
+
+
+def test_every_verdict_of_the_classifier_has_a_template():
+    assert set(kinds.names()) == {"dense", "moe", "vlm"}
 
 
 def test_the_cli_offers_exactly_the_registered_kinds():
@@ -44,7 +48,7 @@ def test_copier_yml_offers_exactly_the_registered_kinds():
     assert tuple(yaml.safe_load(rendered)) == kinds.names()
 
 
-def test_render_all_runs_synthetic_cases_of_registered_kinds_only(tmp_path, monkeypatch):
+def test_render_all_runs_synthetic_cases_of_registered_kinds_only(tmp_path, monkeypatch, without_vlm):
     extra = matrix.Synthetic("vlm-case", "vlm", matrix.LLAMA_BASE)
     monkeypatch.setitem(matrix.CASES, "vlm", (extra,))
     cases = render_all.synthetic_cases(tmp_path)

@@ -119,7 +119,7 @@ def test_shape_mismatch_is_a_gap():
     assert not checkpoint.check_shapes(inventory, rows, {"hidden": 7}, "dense")
 
 
-def test_a_verdict_without_a_template_has_no_layout():
+def test_a_verdict_without_a_template_has_no_layout(without_vlm):
     spec = build_spec(load_config("Qwen__Qwen2.5-VL-3B-Instruct.json"), existing_models=frozenset())
     assert spec.kind == "vlm" and spec.layout is None
     with pytest.raises(OnboardError) as info:
@@ -310,3 +310,71 @@ def test_traits_a_kind_does_not_implement_are_its_gaps(spec):
     assert {t["key"] for t in phi["features"]["traits"]} >= {"partial_rotary", "layernorm"}
     assert any(g.startswith("partial rotary embeddings") for g in phi["layout"]["gaps"])
     assert dense.IMPLEMENTED_TRAITS.isdisjoint({t["key"] for t in phi["features"]["traits"]})
+
+
+def test_vlm_layout_takes_the_familys_parts_and_image_code_around_the_text_kind(spec):
+    """Pixtral-12B (LLaVA with a Pixtral tower): transformers' tower and projector classes, LlavaModel's methods,
+    the text kind's rows under the checkpoint's text prefixes, and the tower's rows per vision layer."""
+    lay = spec("mistral-community__pixtral-12b.json", "vlm")["layout"]
+    vision = lay["vision"]
+    assert lay["gaps"] == [] and lay["nemo_native"] is True
+    assert (lay["config_class"], vision["config_class"]) == ("MistralConfig", "LlavaConfig")
+    assert [(p["attribute"], p["alias"], p["config"], p["initialises_itself"]) for p in vision["parts"]] == [
+        ("vision_tower", "PixtralVisionModel", "config.vision_config", True),
+        ("multi_modal_projector", "LlavaMultiModalProjector", "config", False),
+    ]
+    assert vision["reference_model_alias"] == "HFLlavaModel"
+    assert vision["methods"] == ["get_image_features", "get_placeholder_mask", "forward"]
+    assert (vision["pixel_layout"], vision["image_inputs"][-1]) == ("sized", "image_sizes")
+    assert vision["checkpoint_prefixes"][0] == ["model.language_model.", "language_model.model."]
+    rows = {r["nemo"]: (r["hf"], r["layers"]) for r in lay["tensors"]}
+    assert rows["lm_head.weight"] == (["language_model.lm_head.weight"], "all")
+    assert rows["model.language_model.layers.{layer}.self_attn.q_proj.weight"] == (
+        ["language_model.model.layers.{layer}.self_attn.q_proj.weight"],
+        "all",
+    )
+    assert rows["model.vision_tower.transformer.layers.{layer}.feed_forward.up_proj.weight"] == (
+        ["vision_tower.transformer.layers.{layer}.feed_forward.up_proj.weight"],
+        "vision",
+    )
+    assert lay["embedding"] == "model.language_model.embed_tokens.weight"
+    assert lay["classes"]["model"] == "LlavaTextModel" and lay["classes"]["multimodal"] == "LlavaModel"
+
+
+def test_vlm_layout_of_qwen2_5_vl_positions_its_tokens_on_three_grids(spec):
+    lay = spec("Qwen__Qwen2.5-VL-3B-Instruct.json", "vlm")["layout"]
+    vision = lay["vision"]
+    assert lay["gaps"] == [] and lay["attention"]["mrope"] is True
+    assert [p["attribute"] for p in vision["parts"]] == ["visual"]
+    assert (vision["pixel_layout"], vision["token_types"], vision["state"]) == (
+        "patches",
+        "mm_token_type_ids",
+        ["rope_deltas"],
+    )
+    assert vision["checkpoint_prefixes"] == [["model.language_model.", "model."], ["model.visual.", "visual."]]
+    assert vision["vision_layers"] == "config.vision_config.depth" and vision["channels"] == "vision.in_channels"
+    assert vision["image_tokens"] == "side * side // vision.spatial_merge_size**2"
+
+
+def test_a_clip_class_token_counts_among_the_image_tokens_when_kept():
+    from automodel_onboard.layout import matrix
+
+    lay = build_spec(matrix.LLAVA_BASE, existing_models=frozenset()).layout
+    assert lay.gaps == ()
+    assert lay.vision.image_tokens.endswith('+ int(config.vision_feature_select_strategy == "full")')
+
+
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [
+        ("llava-hf__llava-v1.6-mistral-7b-hf.json", "images tiled at several resolutions (image_grid_pinpoints)"),
+        ("llava-hf__llava-v1.6-mistral-7b-hf.json", "checkpoint tensor image_newline belongs to no sub-model"),
+        ("meta-llama__Llama-4-Maverick-17B-128E-Instruct.json", "holds no multimodal model"),
+        ("HuggingFaceM4__idefics2-8b.json", "a text model held as 'text_model'"),
+        ("google__paligemma-3b-pt-224.json", "bidirectional attention"),
+        ("google__gemma-3-12b-it.json", "extra sandwich norms"),
+    ],
+)
+def test_what_the_vlm_template_cannot_reproduce_is_a_gap(spec, name, needle):
+    gaps = spec(name, "vlm")["layout"]["gaps"]
+    assert any(needle in g for g in gaps), gaps

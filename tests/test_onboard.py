@@ -268,7 +268,7 @@ def test_plain_copier_copy_checks_renders_and_registers(checkout):
 
 
 @pytest.mark.parametrize(("model", "kind"), [(QWEN3, "vlm"), (CONFIGS / "Qwen__Qwen2.5-VL-3B-Instruct.json", None)])
-def test_a_kind_without_a_template_is_refused(checkout, model, kind):
+def test_a_kind_without_a_template_is_refused(checkout, model, kind, without_vlm):
     before = snapshot(checkout)
     with pytest.raises(OnboardError) as info:
         onboard.new(onboard.Request(model=str(model), dest=checkout, name="x_gen", kind=kind, verify=False))

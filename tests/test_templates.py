@@ -43,20 +43,30 @@ FIXTURES = {
         "glm45_gen": "zai-org__GLM-4.5.json",
         "granitemoe_gen": "ibm-granite__granite-3.1-3b-a800m-instruct.json",
     },
+    "d": {
+        "pixtral_gen": "mistral-community__pixtral-12b.json",
+        "qwen25_vl_gen": "Qwen__Qwen2.5-VL-3B-Instruct.json",
+    },
 }
-KINDS = {"a": "dense", "b": "dense", "c": "moe"}
+KINDS = {"a": "dense", "b": "dense", "c": "moe", "d": "vlm"}
 
 
 def _synthetic(case: matrix.Synthetic) -> tuple[str, dict]:
-    """A matrix case under an architecture of its own ("llama-mqa" -> LlamaMqaForCausalLM)."""
+    """A matrix case under an architecture of its own ("llama-mqa" -> LlamaMqaForCausalLM), its head kept."""
     config = copy.deepcopy(case.config())
-    config["architectures"] = ["".join(p.capitalize() for p in case.case_id.split("-")) + "ForCausalLM"]
+    head = "ForConditionalGeneration" if case.kind == "vlm" else "ForCausalLM"
+    config["architectures"] = ["".join(p.capitalize() for p in case.case_id.split("-")) + head]
     return case.case_id.replace("-", "_") + "_gen", config
 
 
 # (module name, config) per checkout: the real dense families and the whole dense synthetic matrix, split in two.
 SYNTHETIC = [_synthetic(case) for case in matrix.CASES["dense"]]
-SPLIT = {"a": SYNTHETIC[:5], "b": SYNTHETIC[5:], "c": [_synthetic(case) for case in matrix.CASES["moe"]]}
+SPLIT = {
+    "a": SYNTHETIC[:5],
+    "b": SYNTHETIC[5:],
+    "c": [_synthetic(case) for case in matrix.CASES["moe"]],
+    "d": [_synthetic(case) for case in matrix.CASES["vlm"]],
+}
 CHECKOUTS: dict[str, tuple[tuple[str, dict], ...]] = {
     key: (*((name, load_config(file)) for name, file in FIXTURES[key].items()), *SPLIT[key]) for key in FIXTURES
 }

@@ -84,3 +84,16 @@ def test_tiny_keeps_one_layer_of_each_kind():
 
     gemma = build_spec(load_config("google__gemma-3-12b-it.json"))
     assert set(gemma.tiny_config["text_config"]["layer_types"]) == {"sliding_attention", "full_attention"}
+
+
+def test_a_vision_width_equal_to_the_text_models_follows_it():
+    """Qwen2-VL's vision hidden_size is its projection into the text model: in the tiny config it follows the text
+    model's width, while the tower's own widths (embed_dim) shrink to the tiny vision size."""
+    from automodel_onboard.layout import matrix
+
+    base = next(c for c in matrix.VLM if c.case_id == "qwen2-vl-base").config()
+    tiny = build_spec(base, existing_models=frozenset()).tiny_config
+    assert tiny["vision_config"]["hidden_size"] == tiny["hidden_size"] != base["vision_config"]["hidden_size"]
+    assert tiny["vision_config"]["embed_dim"] < base["vision_config"]["embed_dim"]
+    pixtral = build_spec(load_config("mistral-community__pixtral-12b.json"), existing_models=frozenset()).tiny_config
+    assert pixtral["vision_config"]["hidden_size"] != pixtral["text_config"]["hidden_size"]

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from automodel_onboard.errors import OnboardError
-from automodel_onboard.layout import dense, moe
+from automodel_onboard.layout import dense, moe, vlm
 
 if TYPE_CHECKING:
     from automodel_onboard.model.spec import ArchSpec
@@ -59,12 +59,25 @@ CAUSAL_LM: Mapping[str, str] = MappingProxyType(
     }
 )
 
+# What an image-text model is in NeMo AutoModel's terms.
+IMAGE_TEXT: Mapping[str, str] = MappingProxyType(
+    {
+        "auto_class": "NeMoAutoModelForImageTextToText",
+        "recipe_family": "vlm_finetune",
+        "docs_section": "vlm",
+        "docs_slug": "vision-language-models",
+        "task": "Image-Text-to-Text",
+        "guide": "VLM Fine-Tuning Guide",
+    }
+)
+
 KINDS: Mapping[str, Kind] = MappingProxyType(
     {
         kind.name: kind
         for kind in (
             Kind(name="dense", template="dense", build_layout=dense.build, symbols=dense.NEMO_SYMBOLS, **CAUSAL_LM),
             Kind(name="moe", template="moe", build_layout=moe.build, symbols=moe.NEMO_MOE_SYMBOLS, **CAUSAL_LM),
+            Kind(name="vlm", template="vlm", build_layout=vlm.build, symbols=vlm.NEMO_VLM_SYMBOLS, **IMAGE_TEXT),
         )
     }
 )

@@ -145,7 +145,9 @@ def check_shapes(
 ) -> list[str]:
     """Gaps where an inventory shape differs from a row's symbolic shape evaluated on the real config."""
     patterns = [
-        (_pattern(source), shape) for row in rows for source, shape in zip(row.sources, part_shapes(row), strict=True)
+        (name_pattern(source), shape)
+        for row in rows
+        for source, shape in zip(row.sources, part_shapes(row), strict=True)
     ]
     gaps = []
     for tensor in inventory:
@@ -168,6 +170,7 @@ def part_shapes(row: CheckpointTensor) -> list[tuple[str, ...]]:
     return [(*row.shape[: row.dim], size, *row.shape[row.dim + 1 :]) for size in row.split]
 
 
-def _pattern(template: str) -> re.Pattern[str]:
+def name_pattern(template: str) -> re.Pattern[str]:
+    """The checkpoint names a row's name template stands for (any layer, any expert)."""
     escaped = re.escape(template).replace(re.escape(LAYER), r"\d+").replace(re.escape(EXPERT), r"\d+")
     return re.compile(escaped + "$")

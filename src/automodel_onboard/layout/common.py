@@ -43,6 +43,26 @@ class Import:
     names: tuple[str, ...]
 
 
+def merged(imports: tuple[Import, ...]) -> tuple[Import, ...]:
+    """One statement per module (an aliased name in one of its own), ordered as ruff's isort orders them."""
+    by_module: dict[str, list[str]] = {}
+    for imp in imports:
+        names = by_module.setdefault(imp.module, [])
+        names += [n for n in imp.names if n not in names]
+    out = []
+    for module, names in by_module.items():
+        plain = sorted((n for n in names if " as " not in n), key=_isort_key)
+        statements = [(n,) for n in names if " as " in n] + ([tuple(plain)] if plain else [])
+        out += [Import(module, s) for s in sorted(statements, key=lambda s: s[0].lower())]
+    return tuple(out)
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    """Constants, then classes, then the rest; case-insensitive within each."""
+    kind = 0 if name.isupper() else 1 if name[:1].isupper() else 2
+    return kind, name.lower()
+
+
 def without(imports: tuple[Import, ...], names: frozenset[str]) -> tuple[Import, ...]:
     """The imports less ``names`` (a statement left with none is dropped)."""
     kept = (Import(i.module, tuple(n for n in i.names if n not in names)) for i in imports)
@@ -59,6 +79,7 @@ class ClassNames:
     model: str
     causal_lm: str
     adapter: str
+    multimodal: str | None = None  # an image-text model's inner model (vision tower, projector, text model)
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,7 @@ class AttentionLayout:
     scaling: str = "self.head_dim**-0.5"  # expression: the softmax scale
     latent: LatentLayout | None = None
     sinks: bool = False  # a learned sink logit per head joins each softmax (GPT-OSS)
+    mrope: bool = False  # RoPE over (temporal, height, width) position grids, one section of the dims each
     half_tables: bool = False  # the RoPE tables hold one angle per rotated pair (dims i and i + D/2)
 
 
@@ -191,6 +213,7 @@ def attention_layout(
         scaling=scaling,
         latent=latent,
         sinks="attention_sinks" in traits and "self_attn.sinks" in layer0,
+        mrope="mrope" in traits,
         half_tables=features.rope.half_tables,
     )
 

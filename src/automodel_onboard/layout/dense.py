@@ -196,6 +196,8 @@ class DenseLayout:
     nemo_native: bool = False
     # The attention implementations the reference runs under (transformers'), which the parity tests compare.
     reference_attention: tuple[str, ...] = ("eager", "sdpa")
+    embedding: str = "model.embed_tokens.weight"  # the input embedding's name in the model (a tied head's source)
+    text_config: str = "config"  # expression: the text model's config, from the model's
     # ModelCapabilities as declared: a flag is True only where a generated test verifies it.
     capabilities: tuple[tuple[str, bool], ...] = CAPABILITIES
 
@@ -235,9 +237,9 @@ def _model_imports(
     return third_party, nemo
 
 
-def build(spec: ArchSpec) -> DenseLayout | None:
-    """The dense layout of a spec, or None without a reference inventory."""
-    fields = decoder_fields(spec, TENSORS, IMPLEMENTED_TRAITS)
+def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> DenseLayout | None:
+    """The dense layout of a spec, or None without a reference inventory; ``also``: traits a wrapping kind builds."""
+    fields = decoder_fields(spec, TENSORS, IMPLEMENTED_TRAITS | also)
     return None if fields is None else DenseLayout(**fields)
 
 

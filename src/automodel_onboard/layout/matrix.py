@@ -272,8 +272,95 @@ MOE: tuple[Synthetic, ...] = (
     Synthetic("gpt-oss-base", "moe", GPT_OSS_BASE),
 )
 
-# Every synthetic case, per kind (the VLM matrix joins when its template lands).
-CASES: Mapping[str, tuple[Synthetic, ...]] = {"dense": DENSE, "moe": MOE}
+# LLaVA 1.5's shape (llava-1.5-7b-hf's config.json): a CLIP tower whose second-to-last layer, class token dropped,
+# goes through a two-layer projector into a Llama text model (its sizes the LlamaConfig defaults).
+LLAVA_BASE: Mapping[str, Any] = {
+    "architectures": ["LlavaForConditionalGeneration"],
+    "model_type": "llava",
+    "ignore_index": -100,
+    "image_token_index": 32000,
+    "pad_token_id": 32001,
+    "projector_hidden_act": "gelu",
+    "text_config": {
+        "architectures": ["LlamaForCausalLM"],
+        "max_position_embeddings": 4096,
+        "model_type": "llama",
+        "rms_norm_eps": 1e-05,
+        "torch_dtype": "float16",
+        "vocab_size": 32064,
+    },
+    "tie_word_embeddings": False,
+    "torch_dtype": "float16",
+    "vision_config": {
+        "hidden_size": 1024,
+        "image_size": 336,
+        "intermediate_size": 4096,
+        "model_type": "clip_vision_model",
+        "num_attention_heads": 16,
+        "num_hidden_layers": 24,
+        "patch_size": 14,
+        "projection_dim": 768,
+        "vocab_size": 32000,
+    },
+    "vision_feature_layer": -2,
+    "vision_feature_select_strategy": "default",
+    "vocab_size": 32064,
+}
+
+# Qwen2-VL's shape (Qwen2-VL-2B-Instruct's config.json): text fields at the top level with multimodal RoPE, a vision
+# tower whose hidden_size is its projection into the text model.
+QWEN2_VL_BASE: Mapping[str, Any] = {
+    "architectures": ["Qwen2VLForConditionalGeneration"],
+    "model_type": "qwen2_vl",
+    "hidden_size": 1536,
+    "intermediate_size": 8960,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 28,
+    "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-06,
+    "rope_theta": 1000000.0,
+    "max_position_embeddings": 32768,
+    "sliding_window": 32768,
+    "use_sliding_window": False,
+    "max_window_layers": 28,
+    "tie_word_embeddings": True,
+    "vocab_size": 151936,
+    "vision_start_token_id": 151652,
+    "vision_end_token_id": 151653,
+    "vision_token_id": 151654,
+    "image_token_id": 151655,
+    "video_token_id": 151656,
+    "hidden_act": "silu",
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "eos_token_id": 151645,
+    "vision_config": {
+        "depth": 32,
+        "embed_dim": 1280,
+        "mlp_ratio": 4,
+        "num_heads": 16,
+        "in_chans": 3,
+        "hidden_size": 1536,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "spatial_patch_size": 14,
+        "temporal_patch_size": 2,
+    },
+    "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+    "torch_dtype": "bfloat16",
+}
+
+VLM: tuple[Synthetic, ...] = (
+    Synthetic("llava-base", "vlm", LLAVA_BASE),
+    # The class token kept among the image features ("full"), the last layer's features.
+    Synthetic(
+        "llava-full-features", "vlm", LLAVA_BASE, {"vision_feature_select_strategy": "full", "vision_feature_layer": -1}
+    ),
+    Synthetic("qwen2-vl-base", "vlm", QWEN2_VL_BASE),
+)
+
+# Every synthetic case, per kind.
+CASES: Mapping[str, tuple[Synthetic, ...]] = {"dense": DENSE, "moe": MOE, "vlm": VLM}
 
 
 def all_cases() -> tuple[Synthetic, ...]:

@@ -148,6 +148,8 @@ class MoeLayout(DenseLayout):
     router_fp32: bool = False  # the reference projects and scores the router in float32
     correction_bias: bool = False  # the router has a trainable score correction bias (updated after each step)
     mtp_layers: str | None = None  # expression: checkpoint layers after the last one that the model does not build
+    # Linear modules inside NeMo's MoE layer that its own ``init_weights`` leaves as allocated (0.7.0's gate).
+    moe_uninitialised: tuple[str, ...] = ()
 
 
 # What only transformers' PreTrainedModel pattern imports (the MoE kind's classes are plain modules).
@@ -232,11 +234,11 @@ def _activation_args(moe: Moe) -> tuple[tuple[str, str], ...]:
     )
 
 
-def build(spec: ArchSpec) -> MoeLayout | None:
-    """The MoE layout of a spec, or None without a reference inventory."""
+def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> MoeLayout | None:
+    """The MoE layout of a spec, or None without a reference inventory; ``also``: traits a wrapping kind builds."""
     moe = spec.features.moe
     if moe is None:
-        fields = decoder_fields(spec, MOE_TENSORS, IMPLEMENTED_TRAITS, gaps=("the config has no routed experts",))
+        fields = decoder_fields(spec, MOE_TENSORS, MOE_TRAITS | also, gaps=("the config has no routed experts",))
         return None if fields is None else MoeLayout(**fields)
     declared = reference_fields(spec)
     # Routers without a norm_topk_prob switch (Mixtral's, Granite's) always renormalise their top-k weights.
@@ -251,7 +253,7 @@ def build(spec: ArchSpec) -> MoeLayout | None:
         "moe2": 2 * (moe.expert_intermediate_size or 0) or None,
         "shared": moe.shared_expert_intermediate_size,
     }
-    fields = decoder_fields(spec, MOE_TENSORS, MOE_TRAITS, groups, tuple(gaps), sizes)
+    fields = decoder_fields(spec, MOE_TENSORS, MOE_TRAITS | also, groups, tuple(gaps), sizes)
     if fields is None:
         return None
     rows = fields["tensors"]
@@ -294,6 +296,7 @@ def build(spec: ArchSpec) -> MoeLayout | None:
         ("shared_expert_inter_dim", (shared_width or "None") if shared else "None"),
         ("dtype", "_config_dtype(config)"),
     )
+    fields["moe_uninitialised"] = ("shared_expert_gate",) if f"{layer}mlp.shared_expert_gate.weight" in names else ()
     # NeMo's pattern: plain modules, its own weight init and dtype cast, the loss from transformers' function.
     fields["model_imports"] = (
         *without(fields["model_imports"], TRANSFORMERS_MODEL_ONLY),

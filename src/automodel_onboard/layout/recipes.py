@@ -15,6 +15,8 @@ class Dataset:
     path: str
     collate_fn: str
     validation_split: str
+    limit_field: str  # the dataset target's argument that caps the number of validation samples
+    collate_target: bool = False  # the recipe names the collate function as a ``_target_`` to instantiate
 
 
 DATASETS: dict[str, Dataset] = {
@@ -28,6 +30,7 @@ DATASETS: dict[str, Dataset] = {
             path="rowan/hellaswag",
             collate_fn="nemo_automodel.components.datasets.utils.default_collater",
             validation_split="validation",
+            limit_field="num_samples_limit",
         ),
         Dataset(
             name="cord_v2",
@@ -37,6 +40,8 @@ DATASETS: dict[str, Dataset] = {
             path="naver-clova-ix/cord-v2",
             collate_fn="nemo_automodel.components.datasets.vlm.collate_fns.default_collate_fn",
             validation_split="validation",
+            limit_field="limit_dataset_samples",
+            collate_target=True,
         ),
     )
 }

@@ -212,8 +212,16 @@ def classify(raw: Mapping[str, Any]) -> Verdict:
     return Verdict(backbone, None, reasons, arch, text_key="")
 
 
+# auto_map entries that make a remote-code model one that generates text (its class name need not say so).
+AUTO_MAP_HEADS = ("AutoModelForImageTextToText", "AutoModelForVision2Seq", "AutoModelForCausalLM")
+
+
 def _classify_vlm(raw: Mapping[str, Any], arch: str, vision: str, head: str | None) -> Verdict:
     top = ConfigView(raw)
+    auto_map = raw.get("auto_map")
+    remote = next((k for k in AUTO_MAP_HEADS if isinstance(auto_map, Mapping) and k in auto_map), None)
+    if head is None and remote is not None:
+        head = f"a remote-code class that auto_map.{remote} names"
     if head is None:
         return _unsupported(
             arch,
@@ -239,8 +247,9 @@ def _classify_vlm(raw: Mapping[str, Any], arch: str, vision: str, head: str | No
     if ssm:
         return _unsupported(arch, f"{', '.join(ssm)} in the text model: an SSM/hybrid language backbone")
     backbone, why = text_backbone(text)
+    generates = f"is {head}" if remote is not None and not _head(arch, IMAGE_TEXT_HEADS + CAUSAL_HEADS) else None
     reasons = (
-        f"architectures[0] = {arch!r} ends with {head}: generates text",
+        f"architectures[0] = {arch!r} {generates or f'ends with {head}'}: generates text",
         f"{vision} present: vision encoder",
         where,
         f"text backbone: {why}",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from automodel_onboard.errors import OnboardError
-from automodel_onboard.model.fields import ConfigView
+from automodel_onboard.model.fields import LIMITS, ConfigView
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,7 @@ class Vision:
     image_token_id: int | None
     projector: str
     config_key: str
+    tiling: str | None = None  # the field under which images are tiled at several resolutions (LLaVA-NeXT's)
 
 
 @dataclass(frozen=True)
@@ -410,6 +411,54 @@ def _expert_code(code: Any) -> dict[str, Any]:
     }
 
 
+# Expert MLPs in all (layers x routed experts): the checkpoint lists three tensors of each. DeepSeek-V3 has 15k.
+MAX_EXPERT_LAYERS = 1 << 17
+
+
+def check_sizes(text: ConfigView, vision: ConfigView | None = None) -> None:
+    """Refuse sizes past :data:`LIMITS` and per-layer lists at odds with the layer count, before anything is built."""
+    for view in filter(None, (text, vision)):
+        for fact in LIMITS:
+            found = view.find(fact)
+            if found is not None and isinstance(found.value, int):
+                view.int_(fact)
+    layers, experts = text.find("num_layers"), text.find("num_experts")
+    counts = [f.value for f in (layers, experts) if f is not None and isinstance(f.value, int)]
+    if len(counts) == 2 and counts[0] * counts[1] > MAX_EXPERT_LAYERS:
+        raise OnboardError(
+            f"{counts[0]} layers of {counts[1]} experts ({layers.key}, {experts.key}) are beyond any model this "  # type: ignore[union-attr]
+            f"tool builds (at most {MAX_EXPERT_LAYERS} expert MLPs in all)",
+            where=f"{text.source}: {experts.key}",  # type: ignore[union-attr]
+            fix="correct the values in config.json",
+            code="size-limit",
+        )
+    for key in ("layer_types", "mlp_only_layers"):
+        value = text.raw(key)
+        if (
+            layers is not None
+            and isinstance(layers.value, int)
+            and isinstance(value, list)
+            and len(value) > layers.value
+        ):
+            raise OnboardError(
+                f"{key} has {len(value)} entries for {layers.value} layers ({layers.key})",
+                where=text.where(key),
+                fix=f"give {key} at most one entry per layer",
+                code="invalid-value",
+            )
+    rope = text.find("rope_scaling")
+    section = rope.value.get("mrope_section") if rope is not None and isinstance(rope.value, Mapping) else None
+    if section is not None and not (
+        isinstance(section, list) and section and all(isinstance(s, int) and 0 < s <= 4096 for s in section)
+    ):
+        raise OnboardError(
+            f"mrope_section must be a list of positive integers (rotary dims per axis), got {str(section)[:80]}",
+            where=f"{text.source}: {rope.key}.mrope_section",  # type: ignore[union-attr]
+            fix="correct it (Qwen2-VL's is [16, 24, 24])",
+            code="invalid-value",
+        )
+
+
 def moe_features(
     text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, names: Sequence[str], probes: Any = None
 ) -> Moe:
@@ -466,6 +515,10 @@ def moe_features(
     )
 
 
+# Fields that tile each image at several resolutions (any-resolution images).
+TILING_FIELDS = ("image_grid_pinpoints", "vision_aspect_ratio")
+
+
 def vision_features(raw: Mapping[str, Any], vision_key: str) -> Vision:
     node = raw.get(vision_key)
     view = ConfigView(node if isinstance(node, Mapping) else {}, f"{vision_key}.")
@@ -486,6 +539,7 @@ def vision_features(raw: Mapping[str, Any], vision_key: str) -> Vision:
         image_token_id=top.int_("image_token_id", minimum=0),
         projector=projector,
         config_key=vision_key,
+        tiling=next((k for k in TILING_FIELDS if raw.get(k)), None),
     )
 
 

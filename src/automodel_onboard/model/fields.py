@@ -94,6 +94,27 @@ ALIASES: Mapping[str, tuple[str, ...]] = {
     "image_token_id": ("image_token_id", "image_token_index", "image_token"),
 }
 
+# Upper bounds far past every released model, checked before anything is built: a size beyond one is a typo or an
+# attack, and would only make the reference inventory hang or exhaust memory.
+LIMITS: Mapping[str, int] = {
+    "num_layers": 1024,
+    "num_experts": 4096,
+    "top_k": 4096,
+    "num_shared_experts": 256,
+    "mtp_layers": 64,
+    "hidden_size": 1 << 17,
+    "num_heads": 4096,
+    "num_kv_heads": 4096,
+    "head_dim": 4096,
+    "intermediate_size": 1 << 20,
+    "moe_intermediate_size": 1 << 20,
+    "dense_intermediate_size": 1 << 20,
+    "shared_expert_intermediate_size": 1 << 20,
+    "vocab_size": 1 << 23,
+    "vision_layers": 512,
+    "vision_heads": 4096,
+}
+
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -177,6 +198,14 @@ class ConfigView:
                 where=f"{self.source}: {found.key}",
                 fix="correct the value in config.json",
                 code="invalid-value",
+            )
+        limit = LIMITS.get(fact)
+        if limit is not None and found.value > limit:
+            raise OnboardError(
+                f"{found.key} = {found.value} is beyond any model this tool builds (at most {limit})",
+                where=f"{self.source}: {found.key}",
+                fix="correct the value in config.json",
+                code="size-limit",
             )
         return found.value
 

@@ -42,12 +42,45 @@ class ExpertsCode:
 
 
 @dataclass(frozen=True)
+class ClassRef:
+    """A class of transformers, by the module that defines it."""
+
+    module: str
+    name: str
+
+
+@dataclass(frozen=True)
+class MultimodalCode:
+    """The reference's multimodal model (``model``): its non-text parts and the methods that join them to the text."""
+
+    model: ClassRef  # e.g. transformers' LlavaModel
+    text_attribute: str  # the text model's attribute ("language_model")
+    text_config: ClassRef
+    vision_config: ClassRef | None
+    # (attribute, class, the config it is built from: "config" or a sub-config such as "config.vision_config") of the
+    # vision tower, the projector, ...
+    parts: tuple[tuple[str, ClassRef, str], ...]
+    part_inputs: tuple[tuple[str, tuple[str, ...]], ...]  # (attribute, its forward's parameter names)
+    methods: tuple[str, ...]  # what the class itself defines (forward, get_image_features, ...), in order
+    state: tuple[str, ...]  # instance attributes it starts as None (caches such as Qwen2-VL's rope_deltas)
+    image_inputs: tuple[str, ...]  # get_image_features' keyword inputs after pixel_values (image_sizes, ...)
+    # (prefix in the model, prefix in the checkpoint) of the text model, each part and the head: save_pretrained
+    # renames whole sub-models (``model.language_model.`` <-> ``language_model.model.``, ``model.visual.`` <->
+    # ``visual.``).
+    prefixes: tuple[tuple[str, str], ...] = ()
+    # Modules of the parts holding tables the reference computes rather than loads (a vision tower's RoPE
+    # frequencies): transformers builds them in float32 whatever the dtype, so a cast must leave them.
+    computed_tables: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Probes:
     """Facts of the reference's code that neither the config nor the tensor names show, measured on ``meta``."""
 
     supports_sdpa: bool  # the reference runs under transformers' SDPA attention
     rotary_width: int | None  # the last dim of its RoPE tables (half the rotated dims when it stores one per pair)
     experts: ExpertsCode | None = None
+    multimodal: MultimodalCode | None = None
 
 
 @dataclass(frozen=True)
@@ -163,12 +196,12 @@ def build_inventory(raw: Mapping[str, Any], model_type: str, classes: ReferenceC
     return _inventory(getattr(transformers, classes.model_class), config, classes.config_class)
 
 
-def _inventory(model_cls: type, config: Any, config_class: str) -> Inventory:
+def _build(model_cls: type, config: Any) -> Any:
     import torch
 
     try:
         with torch.device("meta"):
-            model = model_cls(config)
+            return model_cls(config)
     except Exception as exc:
         raise OnboardError(
             f"the reference {model_cls.__name__} cannot be built from this config: {type(exc).__name__}: {exc}",
@@ -176,11 +209,101 @@ def _inventory(model_cls: type, config: Any, config_class: str) -> Inventory:
             fix="check the sizes in config.json against the model family's requirements",
             code="config-rejected",
         ) from exc
+
+
+def _tensors(model: Any) -> tuple[dict[str, Tensor], tuple[str, ...]]:
     state, tied = _checkpoint_state(model)
-    tensors = tuple(
-        Tensor(name, tuple(int(d) for d in value.shape), str(value.dtype).removeprefix("torch."))
-        for name, value in sorted(state.items())
-    )
+    return {
+        name: Tensor(name, tuple(int(d) for d in value.shape), str(value.dtype).removeprefix("torch."))
+        for name, value in state.items()
+    }, tied
+
+
+# Config attributes of the routed-expert count, as transformers' config classes name it.
+EXPERT_COUNTS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
+FEW_EXPERTS = 8  # built as they are; more are built as few and the rest derived
+
+
+def _with_experts(config: Any, count: int) -> Any:
+    import copy
+
+    reduced = copy.deepcopy(config)
+    text = reduced.get_text_config()
+    for attr in EXPERT_COUNTS:
+        if isinstance(getattr(text, attr, None), int):
+            setattr(text, attr, count)
+    return reduced
+
+
+def _expert_count(config: Any) -> tuple[int, int, int]:
+    """(routed experts, top-k, expert group size): what a reduced build must keep valid."""
+    text = config.get_text_config()
+    experts = next((v for a in EXPERT_COUNTS if isinstance(v := getattr(text, a, None), int)), 0)
+    top_k = next((v for a in ("num_experts_per_tok", "moe_top_k") if isinstance(v := getattr(text, a, None), int)), 1)
+    groups = getattr(text, "n_group", None)
+    return experts, top_k, groups if isinstance(groups, int) and groups > 0 else 1
+
+
+def _derived_tensors(model_cls: type, config: Any) -> tuple[dict[str, Tensor], tuple[str, ...], Any] | None:
+    """The checkpoint tensors of a many-expert model from two builds with few experts; None if they do not agree.
+
+    Builds with ``a`` and ``b`` experts differ exactly in what repeats per expert: names with an expert index past
+    ``a`` (written for every index) and dimensions that are ``a`` in one and ``b`` in the other (the real count).
+    """
+    experts, top_k, groups = _expert_count(config)
+    a = groups * -(-max(top_k, 2) // groups)
+    b = a + groups
+    if experts <= max(FEW_EXPERTS, b):
+        return None
+    model = _build(model_cls, _with_experts(config, a))
+    small, tied = _tensors(model)
+    large, _ = _tensors(_build(model_cls, _with_experts(config, b)))
+    per_expert: dict[str, Tensor] = {}  # name with "{}" at the expert index -> tensor of index 0
+    for name in set(large) - set(small):
+        parts = name.split(".")
+        # The expert index is the number past ``a`` whose lower values name tensors of the small build.
+        patterns = [
+            pattern
+            for i, part in enumerate(parts)
+            if part.isdigit()
+            and a <= int(part) < b
+            and all((pattern := ".".join([*parts[:i], "{}", *parts[i + 1 :]])).format(j) in small for j in range(a))
+        ]
+        if len(patterns) != 1:
+            return None
+        per_expert[patterns[0]] = small[patterns[0].format(0)]
+    derived: dict[str, Tensor] = {}
+    indexed = {pattern.format(j) for pattern in per_expert for j in range(a)}
+    for name, tensor in small.items():
+        if name in indexed:
+            continue
+        other = large.get(name)
+        if other is None or len(other.shape) != len(tensor.shape):
+            return None
+        shape = []
+        for x, y in zip(tensor.shape, other.shape, strict=True):
+            if (x, y) == (a, b):
+                shape.append(experts)
+            elif x == y:
+                shape.append(x)
+            else:
+                return None
+        derived[name] = Tensor(name, tuple(shape), tensor.dtype)
+    for pattern, first in per_expert.items():
+        for j in range(experts):
+            name = pattern.format(j)
+            derived[name] = Tensor(name, first.shape, first.dtype)
+    return derived, tied, model
+
+
+def _inventory(model_cls: type, config: Any, config_class: str) -> Inventory:
+    found = _derived_tensors(model_cls, config)
+    if found is None:
+        model = _build(model_cls, config)
+        state, tied = _tensors(model)
+    else:
+        state, tied, model = found
+    tensors = tuple(state[name] for name in sorted(state))
     total = sum(_numel(t.shape) for t in tensors)
     return Inventory(
         model_class=model_cls.__name__,
@@ -189,16 +312,19 @@ def _inventory(model_cls: type, config: Any, config_class: str) -> Inventory:
         total_params=total,
         active_params=_active(tensors, total, config),
         tied=tied,
-        probes=_probe(model, config),
+        probes=_probe(model, config, tuple(state)),
     )
 
 
-def _probe(model: Any, config: Any) -> Probes:
+def _probe(model: Any, config: Any, checkpoint_names: tuple[str, ...]) -> Probes:
     """Measure the reference built on ``meta``: nothing is computed but shapes, and nothing is allocated."""
     import torch
 
     width = None
-    rotary = next((m for name, m in model.named_modules() if name.endswith("rotary_emb")), None)
+    # The text model's RoPE (a vision tower can have its own).
+    rotaries = [(name, m) for name, m in model.named_modules() if name.endswith("rotary_emb")]
+    rotaries.sort(key=lambda item: not any(a in item[0] for a in TEXT_ATTRIBUTES))
+    rotary = rotaries[0][1] if rotaries else None
     if rotary is not None:
         hidden = getattr(config.get_text_config(), "hidden_size", 8)
         x = torch.empty(1, 2, hidden, device="meta")
@@ -221,7 +347,92 @@ def _probe(model: Any, config: Any) -> Probes:
             alpha=float(alpha) if isinstance(alpha, (int, float)) else None,
             limit=float(limit) if isinstance(limit, (int, float)) else None,
         )
-    return Probes(supports_sdpa=bool(getattr(model, "_supports_sdpa", False)), rotary_width=width, experts=code)
+    return Probes(
+        supports_sdpa=bool(getattr(model, "_supports_sdpa", False)),
+        rotary_width=width,
+        experts=code,
+        multimodal=_multimodal(model, checkpoint_names),
+    )
+
+
+TEXT_ATTRIBUTES = ("language_model", "text_model")
+
+
+def _class_ref(obj: Any) -> ClassRef:
+    return ClassRef(type(obj).__module__, type(obj).__name__)
+
+
+def _prefix_pair(in_model: str, checkpoint_names: tuple[str, ...]) -> tuple[str, str] | None:
+    """The prefixes that differ between a tensor's name in the model and in the checkpoint (same tail)."""
+    parts = in_model.split(".")
+    for cut in range(1, len(parts)):
+        tail = ".".join(parts[cut:])
+        found = [n for n in checkpoint_names if n == tail or n.endswith("." + tail)]
+        if len(found) == 1:
+            return ".".join(parts[:cut]) + ".", found[0][: len(found[0]) - len(tail)]
+    return None
+
+
+def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode | None:
+    """The parts of an image-text reference's inner model, and what its class defines to join them."""
+    import inspect
+
+    inner = getattr(model, "model", None)
+    children = dict(inner.named_children()) if inner is not None else {}
+    text = next((a for a in TEXT_ATTRIBUTES if a in children), None)
+    if text is None:
+        return None
+    cls = type(inner)
+    methods = tuple(k for k, v in vars(cls).items() if inspect.isfunction(v) and not k.startswith("_"))
+    base = set(vars(children[text]))  # what every transformers model holds; the rest is this class's own state
+    state = tuple(k for k, v in vars(inner).items() if v is None and k not in base and not k.startswith("_"))
+    config = model.config
+    subconfigs = {attr: getattr(config, attr) for attr in getattr(config, "sub_configs", {}) if hasattr(config, attr)}
+
+    def built_from(part: Any) -> str:
+        own = getattr(part, "config", None)
+        attr = next((a for a, sub in subconfigs.items() if own is not None and own is sub), None)
+        return f"config.{attr}" if attr else "config"
+
+    parts = tuple((a, _class_ref(m), built_from(m)) for a, m in children.items() if a != text)
+    vision = subconfigs.get("vision_config")
+    inputs = tuple((a, tuple(inspect.signature(m.forward).parameters)) for a, m in children.items() if a != text)
+    image_inputs: tuple[str, ...] = ()
+    if "get_image_features" in vars(cls):
+        parameters = list(inspect.signature(vars(cls)["get_image_features"]).parameters.values())[2:]
+        image_inputs = tuple(p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD)
+    prefixes = []
+    for group in [f"model.{a}." for a in children]:
+        name = next((n for n in model.state_dict() if n.startswith(group)), None)
+        pair = _prefix_pair(name, checkpoint_names) if name is not None else None
+        if pair is not None and group.startswith(pair[0]):
+            prefixes.append((group, pair[1] + group[len(pair[0]) :]))
+    head = [n for n in checkpoint_names if n == "lm_head.weight" or n.endswith(".lm_head.weight")]
+    if len(head) == 1:
+        prefixes.append(("lm_head.", head[0].removesuffix("weight")))
+    return MultimodalCode(
+        model=_class_ref(inner),
+        text_attribute=text,
+        text_config=_class_ref(config.get_text_config()),
+        vision_config=_class_ref(vision) if vision is not None else None,
+        parts=parts,
+        part_inputs=inputs,
+        methods=methods,
+        state=state,
+        image_inputs=image_inputs,
+        prefixes=tuple(prefixes),
+        computed_tables=tuple(
+            sorted(
+                {
+                    f"{a}.{name}".strip(".").rsplit(".", 1)[-1]
+                    for a, part in children.items()
+                    if a != text
+                    for name, module in part.named_modules()
+                    if any(module._buffers[b].is_floating_point() for b in module._non_persistent_buffers_set)
+                }
+            )
+        ),
+    )
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -183,9 +183,12 @@ def _shrink_moe(node: dict[str, Any], features: Features) -> int:
     return layers
 
 
-def _shrink_vision(node: dict[str, Any], text_hidden: int) -> None:
+def _shrink_vision(node: dict[str, Any], text_hidden: int, real_text_hidden: int | None) -> None:
+    # A width equal to the text model's is the projection into it (Qwen2-VL's vision hidden_size): it follows.
+    projections = {k for k, v in node.items() if real_text_hidden and v == real_text_hidden and VISION_WIDTH.search(k)}
+    # Every size is written, under the family's key or the usual one: class defaults are full-size towers.
     for fact, value in TINY_VISION.items():
-        _set(node, fact, value, force=fact in ("hidden_size", "intermediate_size"))
+        _set(node, fact, value)
     patch = node.get("patch_size") if isinstance(node.get("patch_size"), int) else 14
     node.setdefault("patch_size", patch)
     node["image_size"] = patch * 4
@@ -193,8 +196,10 @@ def _shrink_vision(node: dict[str, Any], text_hidden: int) -> None:
         node["head_dim"] = TINY_VISION["hidden_size"] // TINY_VISION["vision_heads"]
     # Projector and output widths go by many names; every large one is shrunk together so they stay equal.
     for key, value in list(node.items()):
-        if isinstance(value, int) and not isinstance(value, bool) and value > 64 and VISION_WIDTH.search(key):
-            node[key] = text_hidden if key in ("out_hidden_size", "projection_dim") else TINY_VISION["hidden_size"]
+        if key in projections or key in ("out_hidden_size", "projection_dim"):
+            node[key] = text_hidden
+        elif isinstance(value, int) and not isinstance(value, bool) and value > 64 and VISION_WIDTH.search(key):
+            node[key] = TINY_VISION["hidden_size"]
     if "fullatt_block_indexes" in node:
         node["fullatt_block_indexes"] = [TINY_VISION["vision_layers"] - 1]
     if "num_image_tokens" in node:
@@ -222,7 +227,7 @@ def tiny_config(raw: Mapping[str, Any], features: Features, *, text_key: str, vi
         vision = tiny[vision_key]
         for key in DROP_KEYS:
             vision.pop(key, None)
-        _shrink_vision(vision, hidden)
+        _shrink_vision(vision, hidden, features.hidden_size)
         if "projection_dim" in tiny:
             tiny["projection_dim"] = hidden
         if "mm_tokens_per_image" in tiny:
