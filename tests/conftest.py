@@ -112,3 +112,10 @@ def snapshot(root: Path) -> tuple[dict[str, str], str]:
         ["git", "status", "--porcelain", "--untracked-files=all"], cwd=root, capture_output=True, text=True, check=True
     ).stdout
     return files, status
+
+
+def registry_excerpt(report: str) -> str:
+    """The registry lines a `new` report quotes (indented under "registry.py lines added:"), unindented."""
+    after = report.split("registry.py lines added:\n")[1].splitlines()
+    end = next(i for i, line in enumerate(after) if not line.startswith("    "))
+    return "\n".join(line.removeprefix("    ") for line in after[:end])

@@ -295,6 +295,11 @@ def test_gpt_oss_sinks_half_tables_biased_router_and_clamped_glu_experts():
         ("Qwen__Qwen3-235B-A22B.json", {"scoring_func": "sqrtsoftplus"}, "sqrtsoftplus router scores"),
         ("mistralai__Mixtral-8x22B-v0.1.json", {"num_experts_per_tok": 1}, "top-1 routing with renormalised"),
         ("Qwen__Qwen3-235B-A22B.json", {"hidden_act": "gelu"}, "experts with gelu"),
+        (
+            "Qwen__Qwen3-235B-A22B.json",
+            {"topk_method": "noaux_tc", "scoring_func": "softmax"},
+            "a score correction bias on softmax scores",
+        ),
         ("jetmoe__jetmoe-8b.json", {}, "mixture of attention heads"),
         ("databricks__dbrx-base.json", {}, "fused q/k/v projection"),
     ],

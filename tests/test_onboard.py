@@ -51,7 +51,8 @@ def test_existing_model_folder_is_refused(checkout, name, clash):
         assert info.value.code == "invalid-name"
     else:
         assert info.value.code == "model-exists"
-        assert f"automodel-onboard update --dest {checkout} --name {clash}" in info.value.fix
+        # NeMo AutoModel's own folder: not ours to update; the rerun that succeeds takes a free name and --replace.
+        assert info.value.fix == f"rerun with `--name {clash}_onboarded --replace`"
     assert snapshot(checkout) == before
 
 
@@ -265,6 +266,11 @@ def test_plain_copier_copy_checks_renders_and_registers(checkout):
     assert (checkout / MODELS / "qwen3_gen" / "model.py").is_file()
     registry = Checkout(checkout).registry.read_text()
     assert '("nemo_automodel.components.models.qwen3_gen.model", "Qwen3ForCausalLM")' in registry
+    import yaml
+
+    answers = yaml.safe_load((checkout / MODELS / "qwen3_gen" / ".copier-answers.yml").read_text())
+    assert "revision" not in answers  # a Hub revision is not asked for a local config
+    assert answers["trust_remote_code"] is False  # asked: the model is a local file
 
 
 @pytest.mark.parametrize(("model", "kind"), [(QWEN3, "vlm"), (CONFIGS / "Qwen__Qwen2.5-VL-3B-Instruct.json", None)])
@@ -290,3 +296,95 @@ def test_overriding_the_kind_warns(checkout):
     )
     assert report.answers.kind == "dense"
     assert any("although the config classifies as moe" in w for w in report.warnings)
+
+
+FAST_NEW = """
+import sys
+from automodel_onboard.commands.cli import main
+
+code = main(sys.argv[1:])
+assert "torch" not in sys.modules, "torch was imported"
+sys.exit(code)
+"""
+
+
+def test_destination_refusals_come_before_the_reference_and_name_the_rerun_that_works(checkout):
+    """Llama-3.2-3B into a checkout that has NeMo's own llama: one refusal, whose fix is the command that succeeds."""
+    import re
+    import sys
+
+    llama = str(CONFIGS / "meta-llama__Llama-3.2-3B.json")
+    args = [sys.executable, "-c", FAST_NEW, "new", llama, "--dest", str(checkout), "--no-verify"]
+    refused = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    assert "models/llama already exists (NeMo AutoModel's own implementation)" in refused.stderr
+    flags = re.search(r"rerun with `([^`]+)`", refused.stderr).group(1)
+    assert flags == "--name llama_onboarded --replace"
+    for partial in ("--name llama_onboarded", "--replace"):
+        again = subprocess.run([*args, *partial.split()], capture_output=True, text=True, timeout=120)
+        assert again.returncode == 2 and "rerun with `--name llama_onboarded --replace`" in again.stderr, again.stderr
+    done = subprocess.run(
+        [
+            *args[:2],
+            "from automodel_onboard.commands.cli import main; import sys; sys.exit(main(sys.argv[1:]))",
+            *args[3:],
+            *flags.split(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_readme_copier_line_runs_as_written_without_a_terminal(checkout, tmp_path):
+    """The README's `copier copy` line, its placeholders filled in, with no terminal and the Hub id from a cache."""
+    import json
+    import os
+    import re
+    import shlex
+    import sys
+
+    from conftest import hub_cache
+
+    readme = (ROOT / "README.md").read_text()
+    (line,) = [ln for ln in readme.splitlines() if ln.startswith("copier copy ")]
+    args = shlex.split(line.replace("<this repository>", str(ROOT)).replace("<checkout>", "."))
+    model = re.search(r"model=(\S+)", line).group(1)
+    cache = hub_cache(tmp_path / "hub", model, json.loads(QWEN3.read_text()))
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", *args], cwd=checkout, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (checkout / MODELS / "qwen3_onboarded" / "model.py").is_file()
+
+
+def test_readme_says_which_families_nemo_implements():
+    """The README's claim about NeMo AutoModel's own implementations, against the installed registry."""
+    from automodel_onboard.destination.registry_patch import read_registry
+    from automodel_onboard.model.naming import installed_registry
+
+    registered = set(read_registry(installed_registry()).arch_mapping)
+    assert {"Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM"} <= registered
+    assert "MistralForCausalLM" not in registered
+    assert "implements Qwen2, Qwen3 and Llama already; not Mistral" in " ".join(
+        (ROOT / "README.md").read_text().split()
+    )
+
+
+def test_replace_with_nothing_to_replace_says_so(checkout):
+    report = onboard.new(
+        onboard.Request(
+            model=str(CONFIGS / "mistralai__Mistral-Nemo-Base-2407.json"), dest=checkout, replace=True, verify=False
+        )
+    )
+    assert "--replace has nothing to re-point: MistralForCausalLM was not registered" in report.warnings
+
+
+def test_a_dataset_the_kind_has_no_recipe_for_is_refused(checkout):
+    before = snapshot(checkout)
+    with pytest.raises(OnboardError) as info:
+        onboard.new(_request(checkout, replace=True, dataset="imagenet"))
+    assert "dataset 'imagenet' is not available for dense models; choose one of:" in info.value.what
+    assert snapshot(checkout) == before

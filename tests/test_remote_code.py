@@ -246,8 +246,8 @@ def test_trusted_folder_is_onboarded_and_its_tests_run_the_folders_code(checkout
 
     # `copier update` rebuilds the spec from the recorded answers: the flag is among them, so the layout is the same.
     answers = yaml.safe_load((package / ".copier-answers.yml").read_text())
-    assert answers["trust_remote_code"] is True
-    again = copier_ext.spec_dict(answers["model"], answers["revision"], answers["module_name"], True)
+    assert answers["trust_remote_code"] is True and "revision" not in answers  # a local folder has no revision
+    again = copier_ext.spec_dict(answers["model"], "", answers["module_name"], True)
     assert again["layout"] == spec["layout"]
 
     targets = [str(package), str(checkout / "tests" / "unit_tests" / "models" / "toy_llama")]

@@ -56,8 +56,53 @@ def test_qwen3_features(specs):
 def test_qwen2_bias_is_implied_by_the_architecture(specs):
     att = specs("Qwen__Qwen2-0.5B.json").features.attention
     assert (att.qkv_bias, att.o_bias, att.bias_attr) == (True, False, None)
-    assert att.sliding_window == "per_layer"
+    # Windows are declared per layer (the generated code reads layer_types) but off: use_sliding_window is false.
+    assert (att.sliding_window, att.window_declared) == ("none", "per_layer")
     assert att.head_dim == 64 and att.grouping == "gqa"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "facts"),
+    [
+        ("Qwen__Qwen3-0.6B.json", {"qk_norm": None, "qkv_bias": None, "o_bias": None, "sliding_window": "none"}),
+        ("Qwen__Qwen2-0.5B.json", {"qkv_bias": None, "sliding_window": "none"}),
+        ("mistralai__Mistral-Nemo-Base-2407.json", {"sliding_window": "none", "qk_norm": None}),
+    ],
+)
+def test_facts_of_the_code_are_unknown_without_the_inventory(fixture, facts):
+    features = build_spec(load_config(fixture), with_inventory=False).features
+    assert {k: getattr(features.attention, k) for k in facts} == facts
+    assert (features.mlp.bias, features.mlp.gated) == (None, None)
+
+
+def test_facts_with_the_inventory(specs):
+    qwen3 = specs("Qwen__Qwen3-0.6B.json").features
+    assert (qwen3.attention.qk_norm, qwen3.attention.sliding_window) == ("per_head", "none")
+    assert (qwen3.mlp.bias, qwen3.mlp.gated) == (False, True)
+    vision = specs("Qwen__Qwen2.5-VL-3B-Instruct.json").features.vision
+    assert vision.model_type == "qwen2_5_vl_vision" and vision.projector == "inside the vision tower"
+    assert (
+        build_spec(load_config("Qwen__Qwen2.5-VL-3B-Instruct.json"), with_inventory=False).features.vision.model_type
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "sliding"),
+    [
+        ({"sliding_window": 4096}, "all_layers"),
+        ({"sliding_window": 4096, "use_sliding_window": False}, "none"),
+        ({"sliding_window": None}, "none"),
+        (
+            {"sliding_window": 64, "layer_types": ["sliding_attention", "full_attention"], "num_hidden_layers": 2},
+            "per_layer",
+        ),
+        ({"sliding_window": 64, "layer_types": ["sliding_attention"] * 2, "num_hidden_layers": 2}, "all_layers"),
+    ],
+)
+def test_sliding_window_is_what_the_config_turns_on(changes, sliding):
+    config = {**load_config("meta-llama__Llama-3.2-3B.json"), **changes}
+    assert build_spec(config, with_inventory=False).features.attention.sliding_window == sliding
 
 
 def test_llama3_rope_and_tying(specs):

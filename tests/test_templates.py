@@ -25,8 +25,8 @@ copier = pytest.importorskip("copier")
 
 RUFF = [sys.executable, "-m", "ruff"]
 RUFF_RULES = ["--line-length", "120", "--select", "E,F,W,I,B,UP"]
-# The real families, by module name, in three checkouts: Llama 2 and Llama 3.2 share an architecture, and the
-# registry maps each architecture once per checkout; "c" holds the MoE kind.
+# The real families, by module name, in four checkouts: Llama 2 and Llama 3.2 share an architecture, and the
+# registry maps each architecture once per checkout; "c" holds the MoE kind, "d" the VLM kind.
 FIXTURES = {
     "a": {
         "qwen2_gen": "Qwen__Qwen2-0.5B.json",

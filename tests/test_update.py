@@ -149,32 +149,54 @@ def test_conflicting_edit_is_reported_with_inline_markers(project):
     assert "CONFLICT " + str(MODEL_FILE) in update.report_text(report)
 
 
+@pytest.fixture
+def untagged(tmp_path) -> tuple[Path, Path]:
+    """A template repository without tags (a plain clone of main) and a checkout onboarded from it, committed."""
+    repo = tmp_path / "template"
+    repo.mkdir()
+    shutil.copy2(ROOT / "copier.yml", repo / "copier.yml")
+    shutil.copytree(ROOT / "templates", repo / "templates", ignore=shutil.ignore_patterns("__pycache__"))
+    git(repo, "-c", "init.defaultBranch=main", "init", "-q")
+    commit_all(repo, "template")
+    dest = make_sandbox(tmp_path / "checkout")
+    spec = copier_ext.spec_dict(str(MODEL), "", NAME)
+    answers = copier_run.answers_for(spec, str(MODEL), module_name=NAME, replace=True)
+    copier_run.render(Checkout(dest), answers, spec, template=repo)
+    commit_all(dest, "onboard qwen3_gen")
+    return dest, repo
+
+
 @pytest.mark.slow
-def test_migration_runs_when_its_version_is_crossed(project):
-    checkout, template = project
+def test_migration_runs_on_an_update_from_a_clone_without_tags(untagged):
+    """No tags anywhere: the update reports commits, and the import migration rewrites the old imports."""
+    checkout, template = untagged
+    first = yaml.safe_load((checkout / ANSWERS).read_text())["_commit"]
+    head = git(template, "rev-parse", "--short", "HEAD").strip()
+    assert first == head  # git describe without tags: the commit
     user_test = checkout / "tests" / "unit_tests" / "models" / NAME / "test_user.py"
-    user_test.parent.mkdir(parents=True, exist_ok=True)
     user_code = f"{OLD_TIE_IMPORT}\n\n\ndef test_user_policy():\n    assert TieSupport.BOTH.value == 'both'\n"
     user_test.write_text(user_code)
     commit_all(checkout, "user test importing TieSupport from its old home")
-    release(template, tied_weights.VERSION, add_after_docstring_line("Template v0.2.0."))
-    release(template, "v0.3.0", add_after_docstring_line("Template v0.3.0."))
+    path = template / MODEL_TEMPLATE
+    path.write_text(add_after_docstring_line("A template change.")(path.read_text()))
+    commit_all(template, "template change")
 
-    update.update(checkout, [NAME], template=template, vcs_ref=tied_weights.VERSION)
+    (result,) = update.update(checkout, [NAME], template=template).models
 
+    later = yaml.safe_load((checkout / ANSWERS).read_text())["_commit"]
+    assert (result.old_commit, result.new_commit) == (first, later) and first != later
+    assert later == git(template, "rev-parse", "--short", "HEAD").strip()
     assert user_test.read_text() == user_code.replace(OLD_TIE_IMPORT, NEW_TIE_IMPORT)
-    for path in tied_weights.model_files(checkout, NAME):
-        assert OLD_TIE_IMPORT not in path.read_text(), path
-    commit_all(checkout, "after v0.2.0")
-    later = checkout / "tests" / "unit_tests" / "models" / NAME / "test_later.py"
-    later.write_text(user_code)
-    commit_all(checkout, "another user test with the old import")
-
-    update.update(checkout, [NAME], template=template)  # v0.2.0 -> v0.3.0 does not cross the migration
-
-    assert yaml.safe_load((checkout / ANSWERS).read_text())["_commit"] == "v0.3.0"
-    assert later.read_text() == user_code
-    assert "Template v0.3.0." in (checkout / MODEL_FILE).read_text()
+    for file in tied_weights.model_files(checkout, NAME):
+        assert OLD_TIE_IMPORT not in file.read_text(), file
+    assert "A template change." in (checkout / MODEL_FILE).read_text()
+    commit_all(checkout, "after the update")
+    before = snapshot(checkout)
+    path.write_text(add_after_docstring_line("Another change.")(path.read_text()))
+    commit_all(template, "another template change")
+    update.update(checkout, [NAME], template=template)  # the migration again: nothing left to rewrite
+    changed = {p for p, digest in snapshot(checkout).items() if before.get(p) != digest}
+    assert changed == {str(MODEL_FILE), str(ANSWERS)}
 
 
 def test_dirty_destination_is_refused(project):
@@ -216,10 +238,10 @@ def test_the_command_line_takes_a_name_or_all():
         parser.parse_args(["update", "--dest", "d", "--all", "--name", "a"])
 
 
-def test_copier_yml_runs_the_migration_at_its_version():
+def test_copier_yml_runs_the_migration_on_every_update_after_the_merge():
     config = yaml.safe_load((ROOT / "copier.yml").read_text())
     (migration,) = [m for m in config["_migrations"] if "automodel_onboard.migrations.tied_weights" in m["command"]]
-    assert migration["version"] == tied_weights.VERSION
+    assert "version" not in migration  # templates are versioned by commit: a clone of main has no tags
     assert "'after'" in migration["when"]
 
 

@@ -36,3 +36,29 @@ class UnsupportedModel(OnboardError):
 
     def __init__(self, what: str, *, where: str | None = None, fix: str | None = None, code: str = "unsupported"):
         super().__init__(what, where=where, fix=fix, code=code)
+
+
+# Codes of faults of the machine rather than of the input (exit status 3).
+ENVIRONMENT_CODES = frozenset({"environment", "destination-busy", "registry-write-failed"})
+
+
+class Interrupted(Exception):
+    """SIGTERM, raised in the main thread so every cleanup runs as it does for Ctrl-C."""
+
+
+def as_onboard_error(exc: BaseException) -> OnboardError | None:
+    """An environment fault as one of our errors (what, where, how to fix); None for anything else (a defect)."""
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else None
+        return OnboardError(
+            f"the system refused an operation: {exc.strerror or exc}" + (f": {where}" if where else ""),
+            where=str(where) if where else None,
+            fix="check the permissions and free space of that path (and HF_HOME, XDG_CACHE_HOME, TMPDIR), then rerun; "
+            "the destination is as it was",
+            code="environment",
+        )
+    if isinstance(exc, MemoryError):
+        return OnboardError(
+            "out of memory", fix="free memory or use a machine with more, then rerun", code="environment"
+        )
+    return None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import tempfile
+import tokenize
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,3 +36,13 @@ def atomic_write(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def read_source(path: Path) -> str:
+    """A Python file's text in its declared encoding (a coding line or a BOM), as the interpreter reads it."""
+    data = path.read_bytes()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        encoding = "utf-8"
+    return data.decode(encoding, errors="replace")

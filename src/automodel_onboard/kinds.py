@@ -2,7 +2,7 @@
 
 A kind is offered (CLI choices, ``copier.yml`` choices, render-all's kind list) exactly when it has a row here, and a
 row names its template folder, so a kind without a template cannot be offered. A verdict of the classifier without
-a row (``vlm`` until its template lands) is refused with the ``no-template`` code.
+a row is refused with the ``no-template`` code.
 """
 
 from __future__ import annotations

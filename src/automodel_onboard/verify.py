@@ -7,13 +7,17 @@ no bytecode, no pytest cache; the JUnit report and the parity figures go to a te
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +53,27 @@ class Verification:
         return counts
 
 
-def run_generated_tests(dest: Path, tests: Path, *, timeout: float = 3600) -> Verification:
-    """Run the generated tests at ``tests`` (relative to ``dest``) in ``dest`` with this interpreter."""
+# A test's verdict in pytest's verbose output: "path::name PASSED [ 5%]".
+VERDICT_LINE = re.compile(r"::(\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def run_generated_tests(
+    dest: Path, tests: Path, *, timeout: float = 3600, progress: Callable[[str], None] = _quiet
+) -> Verification:
+    """Run the generated tests at ``tests`` (relative to ``dest``) in ``dest`` with this interpreter.
+
+    ``progress`` hears each test's verdict as it finishes.
+    """
+
+    def on_line(line: str) -> None:
+        found = VERDICT_LINE.search(line)
+        if found:
+            progress(f"  {found.group(2).lower():<7} {found.group(1)}")
+
     with tempfile.TemporaryDirectory(prefix="automodel-onboard-verify-") as tmp:
         junit = Path(tmp) / "junit.xml"
         env = {
@@ -59,26 +82,24 @@ def run_generated_tests(dest: Path, tests: Path, *, timeout: float = 3600) -> Ve
             "PYTHONDONTWRITEBYTECODE": "1",
             "HF_HUB_OFFLINE": "1",
             REPORT_ENV: tmp,
+            "TMPDIR": tmp,  # whatever the tests write goes with this folder, whichever way the run ends
         }
         cmd = [
             sys.executable,
             "-m",
             "pytest",
-            "-q",
+            "-v",
             "-p",
             "no:cacheprovider",
             "-o",
             "addopts=",
             f"--junitxml={junit}",
+            f"--basetemp={Path(tmp) / 'basetemp'}",
             "--rootdir",
             str(dest),
             str(tests),
         ]
-        try:
-            result = subprocess.run(cmd, cwd=dest, env=env, capture_output=True, text=True, timeout=timeout)
-            output, code = result.stdout + result.stderr, result.returncode
-        except subprocess.TimeoutExpired as exc:
-            output, code = f"timed out after {timeout:.0f} s\n{exc.stdout or ''}", 124
+        output, code = _run_in_own_group(cmd, cwd=dest, env=env, timeout=timeout, on_line=on_line)
         verdicts = _read_junit(junit) if junit.is_file() else ()
         diff = _max_logit_diff(Path(tmp))
     return Verification(
@@ -88,6 +109,48 @@ def run_generated_tests(dest: Path, tests: Path, *, timeout: float = 3600) -> Ve
         first_diverging=_first_diverging(verdicts),
         output=output,
     )
+
+
+def _run_in_own_group(
+    cmd: list[str], *, cwd: Path, env: dict[str, str], timeout: float, on_line: Callable[[str], None]
+) -> tuple[str, int]:
+    """Run ``cmd`` in a process group of its own, killed whole (its workers too) if this run ends first.
+
+    Its output is read as it comes, each line passed to ``on_line``.
+    """
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            on_line(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout)
+        reader.join()
+        return "".join(lines), proc.returncode
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.wait()
+        reader.join(timeout=10)
+        return f"timed out after {timeout:.0f} s\n{''.join(lines)}", 124
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    finally:
+        _kill_group(proc)  # workers the tests started and left behind
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _read_junit(path: Path) -> tuple[TestVerdict, ...]:

@@ -5,26 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from automodel_onboard import kinds
-from automodel_onboard.errors import OnboardError
+from automodel_onboard import interrupts, kinds
+from automodel_onboard.errors import ENVIRONMENT_CODES, Interrupted, OnboardError, as_onboard_error
 
-EXIT_OK = 0
 QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
-EXIT_TESTS_FAILED = 1
-EXIT_BAD_INPUT = 2
+# Exit statuses (the README documents them): each failure class has its own, distinct from "tests failed".
+EXIT_OK = 0
+EXIT_TESTS_FAILED = 1  # the generated tests ran and some failed
+EXIT_BAD_INPUT = 2  # a refusal: bad input, an unsupported model, a destination the tool will not touch
+EXIT_ENVIRONMENT = 3  # the machine got in the way: permissions, disk, caches, a busy destination
+EXIT_INTERNAL = 4  # a defect of this tool; the traceback goes to a log file, never the terminal
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM; whatever the run had written is rolled back
 
 
 def _emit_error(err: OnboardError, *, as_json: bool, out: TextIO, err_out: TextIO) -> int:
     print(f"error: {err.message}", file=err_out)
     if as_json:
         print(json.dumps(err.to_dict(), indent=2), file=out)
-    return EXIT_BAD_INPUT
+    return EXIT_ENVIRONMENT if err.code in ENVIRONMENT_CODES else EXIT_BAD_INPUT
 
 
 def _fmt_count(n: int | None) -> str:
@@ -34,6 +39,22 @@ def _fmt_count(n: int | None) -> str:
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
+
+
+def _known(value: Any) -> str:
+    return "unknown (needs the inventory)" if value is None else str(value)
+
+
+def _registered(spec: dict[str, Any]) -> bool:
+    """Whether the installed NeMo AutoModel registers the spec's architecture already."""
+    from automodel_onboard.destination.registry_patch import read_registry
+    from automodel_onboard.model.naming import installed_registry
+
+    path = installed_registry()
+    try:
+        return path is not None and spec["architecture"] in read_registry(path).arch_mapping
+    except OnboardError:
+        return False
 
 
 def summary(spec: dict[str, Any]) -> str:
@@ -49,19 +70,23 @@ def summary(spec: dict[str, Any]) -> str:
         f"  module name:   {spec['module_name']}   class prefix: {spec['class_prefix']}",
     ]
     if spec["name_collision"]:
+        from automodel_onboard.model import naming
+
+        free = naming.free_name(spec["module_name"], naming.existing_model_folders())
+        flags = f"--name {free}" + (" --replace" if _registered(spec) else "")
         lines.append(
             f"  note:          NeMo AutoModel already has a model folder {spec['name_collision']!r}; "
-            "onboarding needs --name or --replace"
+            f"onboarding into a NeMo AutoModel checkout needs `{flags}`"
         )
     if spec["custom_code"]:
         lines.append("  custom code:   yes (auto_map recorded, never imported)")
     lines += [
         f"  attention:     {att['num_heads']} heads / {att['num_kv_heads']} kv ({att['grouping']}), "
         f"head_dim {att['head_dim']}{' explicit' if att['head_dim_explicit'] else ''}, "
-        f"qkv bias {att['qkv_bias']}, o bias {att['o_bias']}, q/k norm {att['qk_norm']}, "
+        f"qkv bias {_known(att['qkv_bias'])}, o bias {_known(att['o_bias'])}, q/k norm {_known(att['qk_norm'])}, "
         f"sliding window {att['sliding_window']}",
         f"  rope:          {rope['type']}, theta {rope['theta']}, rotary fraction {rope['partial_rotary_factor']}",
-        f"  mlp:           {mlp['activation']}{' gated' if mlp['gated'] else ''}, bias {mlp['bias']}; "
+        f"  mlp:           {mlp['activation']}, gated {_known(mlp['gated'])}, bias {_known(mlp['bias'])}; "
         f"norm {norm['type']} eps {norm['eps']}; tied embeddings {f['tie_word_embeddings']}",
     ]
     if f["moe"]:
@@ -74,8 +99,8 @@ def summary(spec: dict[str, Any]) -> str:
     if f["vision"]:
         v = f["vision"]
         lines.append(
-            f"  vision:        {v['model_type']} ({v['config_key']}), hidden {v['hidden_size']}, "
-            f"layers {v['num_layers']}, image token {v['image_token_id']}, projector {v['projector']}"
+            f"  vision:        {_known(v['model_type'])} ({v['config_key']}), hidden {v['hidden_size']}, "
+            f"layers {v['num_layers']}, image token {v['image_token_id']}, projector {_known(v['projector'])}"
         )
     if f["traits"]:
         lines.append("  traits beyond the plain decoder:")
@@ -123,9 +148,9 @@ def report_text(report: Any) -> str:
     """What ``new`` did and what to do next, in the order a user acts on it."""
     spec, answers, rendered = report.spec, report.answers, report.rendered
     dest = report.destination.root
+    template = "" if answers.kind == spec["kind"] else f" ({answers.kind} template; the spec says {spec['kind']})"
     lines = [
-        f"onboarded {spec['architecture']} as {report.paths.module} "
-        f"({answers.kind} template; the spec says {spec['kind']})",
+        f"onboarded {spec['architecture']} as {report.paths.module}{template}",
         "  files written:",
         *[f"    {path}" for path in rendered.files],
         f"  {Path(report.paths.registry).name} lines added:",
@@ -135,7 +160,7 @@ def report_text(report: Any) -> str:
     result = report.verification
     if result is None:
         lines.append("  generated tests: not run (--no-verify)")
-        next_step = f"cd {dest} && python -m pytest {report.paths.tests}"
+        next_step = f"cd {shlex.quote(str(dest))} && python -m pytest {report.paths.tests}"
     else:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(result.counts().items())) or "no tests collected"
         lines.append(f"  generated tests: {'PASSED' if result.passed else 'FAILED'} ({counts})")
@@ -149,10 +174,14 @@ def report_text(report: Any) -> str:
             lines.append(f"  first diverging layer: {result.first_diverging}")
         if not result.verdicts:
             lines.append("    " + "\n    ".join(result.output.strip().splitlines()[-15:]))
+        if report.log is not None:
+            lines.append(f"  the generated tests' whole output: {report.log}")
+        recipe = next((p for p in rendered.files if p.suffix == ".yaml" and str(p).startswith("examples/")), None)
+        cd = f"cd {shlex.quote(str(dest))} &&"
         next_step = (
-            f"commit the new files in {dest}, then fine-tune with the recipe under examples/"
-            if result.passed
-            else f"cd {dest} && python -m pytest {report.paths.tests} -x  # and fix the first failure"
+            f"{cd} automodel {recipe}  # fine-tune with the example recipe (needs a GPU)"
+            if result.passed and recipe is not None
+            else f"{cd} python -m pytest {report.paths.tests} -x  # then fix the first failure"
         )
     lines.append(f"  next: {next_step}")
     return "\n".join(lines)
@@ -194,11 +223,24 @@ def cmd_sandbox(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> int:
     return EXIT_OK
 
 
+class _Version(argparse.Action):
+    """``--version``, computed only when asked (it runs git on the template clone)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from importlib import metadata
+
+        from automodel_onboard.render.copier_run import template_version
+
+        print(f"automodel-onboard {metadata.version('automodel-onboard')} (templates {template_version()})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="automodel-onboard",
         description="Onboard a Hugging Face architecture into NeMo AutoModel.",
     )
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the tool's and the templates' versions")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("classify", help="classify a model and print its architecture spec")
     p.add_argument("model", help="Hub id (org/name[@revision]), a config.json, or a checkpoint folder")
@@ -252,10 +294,29 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err_out: 
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
+    as_json = getattr(args, "json", False)
     try:
-        return args.func(args, out, err_out)
+        with interrupts.as_exceptions():
+            return args.func(args, out, err_out)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        name = "SIGTERM" if isinstance(exc, Interrupted) else "Ctrl-C"
+        print(f"interrupted ({name}); an install under way was rolled back, a finished one stays", file=err_out)
+        return EXIT_INTERRUPTED
     except OnboardError as err:
-        return _emit_error(err, as_json=getattr(args, "json", False), out=out, err_out=err_out)
+        return _emit_error(err, as_json=as_json, out=out, err_out=err_out)
+    except Exception as exc:  # never a traceback: environment faults are ours to name, the rest a defect to report
+        err = as_onboard_error(exc)
+        return _emit_error(err, as_json=as_json, out=out, err_out=err_out) if err else _internal(exc, err_out)
+
+
+def _internal(exc: BaseException, err_out: TextIO) -> int:
+    log = interrupts.log_traceback(exc)
+    print(
+        f"error: internal error: {type(exc).__name__}: {_first_line(str(exc))}\n"
+        f"  how to fix: this is a defect of automodel-onboard; please report it with the traceback in {log}",
+        file=err_out,
+    )
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

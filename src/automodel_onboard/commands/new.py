@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from automodel_onboard import kinds, verify
+from automodel_onboard import interrupts, kinds, verify
 from automodel_onboard.destination import Paths, Plan
 from automodel_onboard.destination.checkout import Checkout
 from automodel_onboard.errors import OnboardError
@@ -41,6 +41,7 @@ class Report:
     rendered: copier_run.Rendered
     verification: verify.Verification | None
     warnings: tuple[str, ...]
+    log: Path | None = None  # the generated tests' whole output, third-party noise included
 
 
 def _quiet(_: str) -> None:
@@ -57,16 +58,15 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
     """Onboard one model; raises OnboardError (destination untouched) on any refusal or failure."""
     dest = Checkout(request.dest.resolve())
     dest.require()
-    recovered = dest.recover()
-    progress("reading the config and the reference inventory")
     model = model_argument(request.model)
+    progress("reading the config")
+    recovered = _check_early(dest, model, request, progress)
+    progress("loading the reference inventory")
     built = cached_spec(model, request.revision or "", request.trust_remote_code)
     kind = _kind(built.kind, request)
     spec_obj = (built.renamed(request.name, existing=frozenset()) if request.name else built).for_kind(kind.name)
     spec = spec_obj.to_dict()
     warnings = list(_refusals(spec, request))
-    if recovered:
-        warnings.insert(0, "an earlier onboarding in this checkout was interrupted; its partial files were removed")
     answers = copier_run.answers_for(
         spec,
         model,
@@ -78,24 +78,49 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
         trust_remote_code=request.trust_remote_code,
     )
     remember_spec(answers.model, answers.revision, answers.trust_remote_code, built)
-    plan = dest.check(spec, module_name=answers.module_name, kind=kind, replace=request.replace)
-    if plan.dirty:
-        warnings.append(
-            f"the destination has uncommitted changes ({', '.join(plan.dirty[:10])}"
-            + (", ..." if len(plan.dirty) > 10 else "")
-            + "); the onboarding touches none of them but registry.py"
-        )
-        progress(f"warning: {warnings[-1]}")
-    if plan.replaces:
-        module, cls = plan.replaces
-        warnings.append(f"{spec['architecture']} is re-pointed from {module}.{cls}; that module stays untouched")
-    rendered = copier_run.render(dest, answers, spec, progress=progress)
+    if recovered is not None:
+        warnings.insert(0, recovered.summary())
+    with dest.lock(progress):
+        plan = dest.check(spec, module_name=answers.module_name, kind=kind, replace=request.replace)
+        if plan.dirty:
+            warnings.append(
+                f"the destination has uncommitted changes ({', '.join(plan.dirty[:10])}"
+                + (", ..." if len(plan.dirty) > 10 else "")
+                + "); the onboarding touches none of them but registry.py"
+            )
+            progress(f"warning: {warnings[-1]}")
+        if plan.replaces:
+            module, cls = plan.replaces
+            warnings.append(f"{spec['architecture']} is re-pointed from {module}.{cls}; that module stays untouched")
+        elif request.replace:
+            warnings.append(f"--replace has nothing to re-point: {spec['architecture']} was not registered")
+        rendered = copier_run.render(dest, answers, spec, progress=progress)
     paths = dest.paths(answers.module_name, kind, spec["org"])
     verification = None
     if request.verify:
         progress(f"running the generated tests in {paths.tests}")
-        verification = verify.run_generated_tests(dest.root, Path(paths.tests))
-    return Report(spec, answers, paths, plan, rendered, verification, tuple(warnings))
+        verification = verify.run_generated_tests(dest.root, Path(paths.tests), progress=progress)
+    log = interrupts.write_log(f"tests-{answers.module_name}", verification.output) if verification else None
+    return Report(spec, answers, paths, plan, rendered, verification, tuple(warnings), log)
+
+
+def _check_early(dest: Checkout, model: str, request: Request, progress: Progress) -> Any:
+    """The destination checks that need no reference, before it is loaded: such refusals come in about a second.
+
+    An interrupted earlier run is rolled back first (its files would otherwise read as existing ones).
+    """
+    from automodel_onboard.model.source import load_source
+    from automodel_onboard.model.spec import build_spec
+
+    quick = build_spec(load_source(model, request.revision or None), module_name=request.name, with_inventory=False)
+    kind = _kind(quick.kind, request)
+    with dest.lock(progress):
+        recovered = dest.recover()
+        if recovered is not None:
+            progress(f"warning: {recovered.summary()}")
+        spec = {"architecture": quick.architecture, "org": quick.org}
+        dest.check(spec, module_name=request.name or quick.module_name, kind=kind, replace=request.replace)
+    return recovered
 
 
 def _kind(detected: str, request: Request) -> kinds.Kind:

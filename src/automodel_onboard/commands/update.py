@@ -1,9 +1,9 @@
 """``automodel-onboard update``: regenerate onboarded models from a newer template version with ``copier update``.
 
 Each onboarded model keeps its answers in ``nemo_automodel/components/models/<name>/.copier-answers.yml``; ``_commit``
-there is the template tag it was rendered from. Copier merges the template's changes since that tag with the user's
-edits (a 3-way merge: edits elsewhere survive, edits at the same place become inline conflict markers or ``.rej``
-files) and runs the ``_migrations`` of every tag it crosses.
+there is the template version it was rendered from (a commit, or a tag where one exists). Copier merges the
+template's changes since that version with the user's edits (a 3-way merge: edits elsewhere survive, edits at the same
+place become inline conflict markers or ``.rej`` files) and runs the ``_migrations`` (each a no-op once applied).
 
 Copier refuses a destination with uncommitted changes, and each update leaves changes behind, so every model is
 updated in its own temporary clone of the destination's ``HEAD``; the changed files are copied back only once all
@@ -53,7 +53,7 @@ class ModelUpdate:
 
     name: str
     architecture: str
-    old_commit: str | None  # the template tag (or ``git describe`` of it) recorded before and after
+    old_commit: str | None  # the template version (``git describe``: a tag, or a commit) recorded before and after
     new_commit: str | None
     files_changed: tuple[str, ...]  # relative to the checkout
     conflicts: tuple[str, ...]  # files holding conflict markers, and .rej files
@@ -101,7 +101,7 @@ def update(
     """Update the onboarded models ``names`` (None: every one found) in the checkout ``dest``.
 
     ``template`` overrides the template path the answers record; ``vcs_ref`` is the template version to update to
-    (default: its latest tag). Raises OnboardError, with ``dest`` untouched, for a refusal or a failed update.
+    (default: its newest). Raises OnboardError, with ``dest`` untouched, for a refusal or a failed update.
     """
     dest = Path(dest).resolve()
     if conflict not in CONFLICT_MODES:
@@ -110,16 +110,16 @@ def update(
         )
     checkout = Checkout(dest)
     checkout.require()
-    _require_clean_repository(checkout)
-    models = _select(onboarded_models(checkout), names, checkout)
-    with tempfile.TemporaryDirectory(prefix="automodel-onboard-update-") as tmp:
+    with checkout.lock(), tempfile.TemporaryDirectory(prefix="automodel-onboard-update-") as tmp:
+        _require_clean_repository(checkout)
+        models = _select(onboarded_models(checkout), names, checkout)
         staged = [
             _update_in_clone(dest, Path(tmp) / model.name, model, template, vcs_ref, conflict) for model in models
         ]
         _require_disjoint(staged, dest)
         for clone, result in staged:
             _copy_back(clone, dest, result.files_changed)
-    return UpdateReport(dest, tuple(_with_registry_counts(dest, result) for _, result in staged))
+        return UpdateReport(dest, tuple(_with_registry_counts(dest, result) for _, result in staged))
 
 
 def onboarded_models(dest: Checkout) -> tuple[_Onboarded, ...]:
@@ -360,7 +360,7 @@ def add_update_parser(subparsers: Any) -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--name", action="append", help="model to update (repeatable)")
     which.add_argument("--all", action="store_true", help="update every model that has an answers file")
-    p.add_argument("--vcs-ref", help="template version (tag or commit) to update to (default: the latest tag)")
+    p.add_argument("--vcs-ref", help="template version (commit or tag) to update to (default: the newest)")
     p.add_argument("--template", help="template repository to update from (default: the one the answers record)")
     p.add_argument("--conflict", choices=CONFLICT_MODES, default="inline", help="how to leave conflicts")
     p.set_defaults(func=cmd_update)

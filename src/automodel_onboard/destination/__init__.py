@@ -8,6 +8,7 @@ step; :class:`Destination` is what the pipeline asks of one. The in-tree NeMo Au
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -69,7 +70,9 @@ class Destination(Protocol):
 
     def install(self, stage: Path, files: tuple[Path, ...]) -> None: ...
 
-    def recover(self) -> bool: ...
+    def recover(self) -> Any: ...  # journal.Recovery | None
+
+    def lock(self, notify: Any = None) -> AbstractContextManager[None]: ...
 
     def registered(self, architecture: str) -> tuple[str, str] | None: ...
 

@@ -9,13 +9,14 @@ files, the registry by reading its syntax tree, so a broken or heavy checkout is
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from automodel_onboard.destination import Paths, Plan, journal
+from automodel_onboard.destination import Paths, Plan, journal, lock
 from automodel_onboard.errors import OnboardError
 from automodel_onboard.kinds import Kind
 from automodel_onboard.model import naming
@@ -48,6 +49,7 @@ class Checkout:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._staged_from: dict[Path, bytes] = {}
 
     @property
     def registry(self) -> Path:
@@ -113,14 +115,42 @@ class Checkout:
     def stage(self, folder: Path) -> None:
         """Make ``folder`` a staging copy for Copier to render into: the files an install patches, as they are."""
         for rel in self.patched:
+            data = (self.root / rel).read_bytes()
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_bytes((self.root / rel).read_bytes())
+            (folder / rel).write_bytes(data)
+            self._staged_from[rel] = data
 
     def install(self, stage: Path, files: tuple[Path, ...]) -> None:
-        journal.install(stage, self.root, files, self.patched)
+        self.require_inside(files)
+        journal.install(stage, self.root, files, {rel: self._staged_from[rel] for rel in self.patched})
 
-    def recover(self) -> bool:
+    def recover(self) -> journal.Recovery | None:
         return journal.recover(self.root)
+
+    def lock(self, notify: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[None]:
+        """One writer at a time: held from the first check to the last write of ``new``, ``update`` and the task."""
+        return lock.held(self.root, **({"notify": notify} if notify else {}))
+
+    def require_inside(self, paths: Iterable[Path]) -> None:
+        """Refuse paths that a symlinked folder would take outside the checkout (or that are symlinks themselves)."""
+        root = self.root.resolve()
+        for rel in paths:
+            target = self.root / rel
+            if target.is_symlink() and rel not in self.patched:
+                raise OnboardError(
+                    f"{rel} is a symlink; the onboarding only creates regular files and folders",
+                    where=str(target),
+                    fix="remove the link (or pass another --name)",
+                    code="symlink-outside",
+                )
+            resolved = target.resolve()
+            if not resolved.is_relative_to(root):
+                raise OnboardError(
+                    f"{rel} resolves to {resolved}, outside the checkout {root} (a symlinked folder on the way)",
+                    where=str(target),
+                    fix="replace the symlinked folder with a real one, or onboard into a checkout without such links",
+                    code="symlink-outside",
+                )
 
     def dirty(self) -> tuple[str, ...]:
         return dirty_files(self.root)
@@ -146,36 +176,47 @@ class Checkout:
                 "API",
                 code="missing-symbols",
             )
+        architecture = spec["architecture"]
+        current = self.registered(architecture)
+        elsewhere = current is not None and current != (f"{MODELS_PACKAGE}.{module_name}.model", architecture)
+        # The one rerun that gets past every check below: a free name, and --replace where it will be needed.
+        free = naming.free_name(module_name, self.existing_models())
+        beside = f"--name {free}" + (
+            " --replace" if current not in (None, (f"{MODELS_PACKAGE}.{free}.model", architecture)) else ""
+        )
         clash = naming.collision_of(module_name, self.existing_models())
         if clash is not None:
+            fix = f"rerun with `{beside}`"
+            if self.is_onboarded(clash):
+                fix = f"to regenerate it run `automodel-onboard update --dest {self.root} --name {clash}`; or {fix}"
             raise OnboardError(
                 f"the model folder {MODELS / clash} already exists"
-                + (f" (differs from {module_name!r} only in case)" if clash != module_name else ""),
+                + (f" (differs from {module_name!r} only in case)" if clash != module_name else "")
+                + ("" if self.is_onboarded(clash) else " (NeMo AutoModel's own implementation)"),
                 where=str(self.models / clash),
-                fix=f"to regenerate an onboarded model run `automodel-onboard update --dest {self.root} --name "
-                f"{clash}`; to onboard beside it pass another --name",
+                fix=fix,
                 code="model-exists",
             )
         creates = self.planned(model_paths(module_name, kind, spec["org"]), module_name)
-        present = [str(p) for p in creates if (self.root / p).exists()]
+        self.require_inside((*creates, *self.patched))
+        present = [str(p) for p in creates if (self.root / p).exists() or (self.root / p).is_symlink()]
         if present:
             raise OnboardError(
                 f"files the onboarding would create already exist: {', '.join(present)}",
                 where=str(self.root),
-                fix="move them away, or pass another --name",
+                fix=f"move them away, or rerun with `{beside}`",
                 code="model-exists",
             )
-        architecture = spec["architecture"]
-        current = self.registered(architecture)
         replaces = None
-        if current is not None and current != (f"{MODELS_PACKAGE}.{module_name}.model", architecture):
+        if elsewhere:
             if not replace:
                 raise OnboardError(
                     f"{architecture} is already registered to {current[0]}.{current[1]} "
                     "(NeMo AutoModel has its own implementation)",
                     where=str(self.registry),
-                    fix="pass --replace to re-point the registry entry to the new module (the old module stays "
-                    "untouched, and the generated tests then compare the two), or onboard another architecture",
+                    fix=f"rerun with `--name {module_name} --replace` to re-point the registry entry to the new "
+                    "module (the old module stays untouched, and the generated tests then compare the two), or "
+                    "onboard another architecture",
                     code="already-registered",
                 )
             replaces = current
@@ -206,7 +247,16 @@ def module_file(root: Path, module: str) -> Path | None:
 
 @functools.lru_cache(maxsize=256)
 def _defined_names(path: Path, mtime: float) -> frozenset[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError) as exc:
+        line = f" (line {exc.lineno}: {exc.msg})" if isinstance(exc, SyntaxError) else f" ({exc})"
+        raise OnboardError(
+            f"{path.name} in the checkout is not valid Python{line}",
+            where=str(path),
+            fix=f"fix or restore that file (`git checkout -- {path}`), then rerun",
+            code="unreadable-source",
+        ) from exc
     names: set[str] = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

@@ -349,7 +349,7 @@ class _Edit:
     def _apply(self, old: _Container, new: _Container) -> None:
         self.tree = self.tree.deep_replace(old, new)
         code = self.tree.code
-        self.added += _new_lines(self.code, code)
+        self.added += new_lines(self.code, code)
         self.code = code
 
 
@@ -524,7 +524,7 @@ def _not_verified(written: Path, why: str) -> OnboardError:
     )
 
 
-def _new_lines(before: str, after: str) -> tuple[str, ...]:
+def new_lines(before: str, after: str) -> tuple[str, ...]:
     """The lines of ``after`` between the longest common head and tail: what one localized edit wrote."""
     old, new = before.splitlines(), after.splitlines()
     head = 0

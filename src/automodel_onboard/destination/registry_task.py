@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from automodel_onboard.destination import lock
 from automodel_onboard.destination.registry_patch import PatchResult, patch_registry
 from automodel_onboard.errors import OnboardError
 
@@ -29,19 +30,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     class_name = args.class_name or args.architecture
     try:
         config = parse_config_registration(args.config_registration)
-        result = patch_registry(
-            Path(args.registry),
-            architecture=args.architecture,
-            module=args.module,
-            class_name=class_name,
-            config_registration=config,
-            replace=args.replace,
-        )
+        with lock.held(Path.cwd(), notify=lambda text: print(text, file=sys.stderr)):
+            result = _patch(args, class_name, config)
     except OnboardError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    print(_report(result, Path(args.registry), args.architecture, args.module, class_name, config))
+    if not args.quiet:
+        print(_report(result, Path(args.registry), args.architecture, args.module, class_name, config))
     return 0
+
+
+def _patch(args: argparse.Namespace, class_name: str, config: tuple[str, str, str] | None) -> PatchResult:
+    return patch_registry(
+        Path(args.registry),
+        architecture=args.architecture,
+        module=args.module,
+        class_name=class_name,
+        config_registration=config,
+        replace=args.replace,
+    )
 
 
 def parse_config_registration(text: str | None) -> tuple[str, str, str] | None:
@@ -78,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--class-name", default=None, help="class in --module (default: the architecture name)")
     parser.add_argument(
         "--config-registration", default="", help='"model_type:module:ConfigClass"; empty for none (the default)'
+    )
+    parser.add_argument(
+        "--quiet",
+        nargs="?",
+        const=True,
+        default=False,
+        type=boolean,
+        help="print nothing on success (automodel-onboard new reports the lines itself)",
     )
     parser.add_argument(
         "--replace",

@@ -183,7 +183,7 @@ def attention_layout(
     bias_expr = _flag(att.bias_attr, present)
     sliding = "none"
     for enabling, needed, layout in SLIDING_RULES:
-        if att.sliding_window in enabling and needed <= fields:
+        if att.window_declared in enabling and needed <= fields:
             sliding = layout
             break
     biases = tuple((p, bias_expr(b)) for p, b in zip(projections, present, strict=True))

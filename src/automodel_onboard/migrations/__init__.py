@@ -1,10 +1,12 @@
 """Copier migrations: edits that carry already-generated files across a change the 3-way merge cannot express.
 
-Versioning scheme. The template repository is versioned by git tags that are PEP 440 versions (``v0.1.0``,
-``v0.2.0``, ...); every answers file records the tag it was rendered from as ``_commit``. A migration is listed under
-``_migrations`` in ``copier.yml`` with the ``version`` of the first tag whose templates need it: Copier runs it on an
-update from any version below that tag to that tag or later (``from < version <= to``), and never again after.
-A release that needs a migration therefore gets a new tag; a migration module never changes once its tag exists.
+Versioning scheme. Templates are versioned by the commit of this repository they come from: every answers file
+records it as ``_commit`` (``git describe``: the tag where one exists, else the abbreviated commit hash), and
+``update`` reports it before and after. Tags are not relied on: a clone of main may have none. So a
+migration carries no version either: ``copier update`` runs every one listed under ``_migrations`` in ``copier.yml``
+after the merge, and each finds the old constructs it owns and rewrites them, or changes nothing when there are none
+(a model onboarded after the change, or migrated already). A migration is kept as long as models generated before
+its change may still be updated.
 
 Each migration is a module here, run as ``python -m automodel_onboard.migrations.<module> --module-name NAME`` in the
 destination checkout. Migrations edit source with libcst, touch only the constructs they own (so user edits

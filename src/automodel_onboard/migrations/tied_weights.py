@@ -1,13 +1,13 @@
-"""Migration to template v0.2.0: NeMo AutoModel symbols imported from the modules that define them.
+"""Migration: NeMo AutoModel symbols imported from the modules that define them.
 
 NeMo AutoModel moved ``TieSupport`` into ``nemo_automodel.shared.tied_weights``; the old home,
 ``nemo_automodel.components.models.common.tie_word_embeddings``, only re-imports it, and v0.1.0 models import it from
 there. ``HFCheckpointingMixin`` is exported by ``nemo_automodel.components.models.common``, the import the templates
-use, while NeMo AutoModel's own models (and code copied from them) name ``common.hf_checkpointing_mixin``. From
-v0.2.0 the templates import both from the first module; this migration moves the same imports in an onboarded
-model's files (its package and its tests), wherever they are, so user edits elsewhere survive the update.
+use, while NeMo AutoModel's own models (and code copied from them) name ``common.hf_checkpointing_mixin``. The
+templates import both from the first module (since template v0.2.0); this migration moves the same imports in an
+onboarded model's files (its package and its tests), wherever they are, so user edits elsewhere survive the update.
 
-Run by ``copier update`` after the merge (``_migrations`` in copier.yml), in the destination checkout::
+Run by every ``copier update`` after the merge (``_migrations`` in copier.yml), in the destination checkout::
 
     python -m automodel_onboard.migrations.tied_weights --module-name NAME [--root DIR]
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from automodel_onboard.migrations.imports import FileResult, Move, rewrite_files
 
-VERSION = "v0.2.0"  # the first template tag whose files this migration produces; keep in step with copier.yml
+NAME = "imports"  # how its messages name it
 
 MOVES: tuple[Move, ...] = (
     Move(
@@ -60,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = result.path.relative_to(root)
         if result.skipped:
             # Not an error: the update reports the conflict; the migration can be rerun once it is resolved.
-            print(f"migration {VERSION}: skipped {where}: {result.skipped}; rerun after resolving it", file=sys.stderr)
+            print(f"migration {NAME}: skipped {where}: {result.skipped}; rerun after resolving it", file=sys.stderr)
         elif result.changed:
-            print(f"migration {VERSION}: moved NeMo AutoModel imports in {where}")
+            print(f"migration {NAME}: moved NeMo AutoModel imports in {where}")
     return 0
 
 

@@ -35,14 +35,17 @@ class Attention:
     head_dim: int | None
     head_dim_explicit: bool
     grouping: str | None  # "mha" | "gqa" | "mqa"
-    qkv_bias: bool
-    o_bias: bool
+    # Facts of the reference's code rather than of the config: None (unknown) without the inventory.
+    qkv_bias: bool | None
+    o_bias: bool | None
     bias_attr: str | None  # config attribute that switches the projection biases; None = fixed by the architecture
-    qk_norm: str  # "none" | "per_head" | "full"
-    sliding_window: str  # "none" | "all_layers" | "per_layer"
+    qk_norm: str | None  # "none" | "per_head" | "full"
+    sliding_window: str  # layers attending through a window, as the config sets it: "none" | "all_layers" | "per_layer"
     window: int | None
     layer_types: tuple[str, ...]  # distinct per-layer attention types, in order of first use
     latent: LatentAttention | None = None
+    # How the config declares windows (what the generated code must read), whether or not any is active now.
+    window_declared: str = "none"  # "none" | "all_layers" (sliding_window) | "per_layer" (layer_types)
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,8 @@ class Rope:
 @dataclass(frozen=True)
 class Mlp:
     activation: str
-    gated: bool
-    bias: bool
+    gated: bool | None  # None: unknown without the inventory
+    bias: bool | None
     bias_attr: str | None
     intermediate_size: int | None
 
@@ -106,7 +109,7 @@ class Vision:
     patch_size: int | None
     image_size: int | None
     image_token_id: int | None
-    projector: str
+    projector: str | None  # None: unknown without the inventory
     config_key: str
     tiling: str | None = None  # the field under which images are tiled at several resolutions (LLaVA-NeXT's)
 
@@ -246,13 +249,12 @@ def attention_features(
     bias_attr = bias_found.key[len(text.prefix) :] if bias_found else None
     if bias_attr is not None and "." in bias_attr:
         bias_attr = None  # nested under a sub-config, so not a flag the model code can read directly
+    qkv_bias = o_bias = qk_norm = None
     if layer0 is not None:
         qkv_bias = "self_attn.q_proj.bias" in layer0
         o_bias = "self_attn.o_proj.bias" in layer0
         if qkv_bias != o_bias or qkv_bias != bias_value:
             bias_attr = None  # the biases are fixed by the architecture, not by the config flag
-    qk_norm = "per_head" if text.get("qk_norm") is True else "none"
-    if layer0 is not None:
         qk_norm = _qk_norm_from_params(layer0, head_dim)
     layer_types = text.get("layer_types")
     if layer_types is not None and not (isinstance(layer_types, list) and all(isinstance(t, str) for t in layer_types)):
@@ -263,12 +265,12 @@ def attention_features(
             code="invalid-value",
         )
     window = text.int_("sliding_window", minimum=0)
-    if text.has("layer_types"):
-        sliding = "per_layer"
-    elif text.has("sliding_window"):
-        sliding = "all_layers"
+    declared = "per_layer" if text.has("layer_types") else "all_layers" if text.has("sliding_window") else "none"
+    windowed = [t for t in layer_types or () if "sliding" in t or "local" in t]
+    if layer_types:
+        sliding = "none" if not windowed else "all_layers" if len(windowed) == len(layer_types) else "per_layer"
     else:
-        sliding = "none"
+        sliding = "all_layers" if window and text.raw("use_sliding_window") is not False else "none"
     distinct = tuple(dict.fromkeys(layer_types or ()))
     latent = None
     kv_rank = text.int_("kv_lora_rank", minimum=1)
@@ -297,6 +299,7 @@ def attention_features(
         window=window,
         layer_types=distinct,
         latent=latent,
+        window_declared=declared,
     )
 
 
@@ -340,10 +343,12 @@ def rope_features(text: ConfigView, rotary_width: int | None = None, rotated: in
 def mlp_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None) -> Mlp:
     act = text.str_("hidden_act") or "silu"
     bias_found = text.find("mlp_bias")
-    bias = bool(text.bool_("mlp_bias")) if bias_found else False
+    declared = bool(text.bool_("mlp_bias")) if bias_found else False
     bias_attr = "mlp_bias" if bias_found else None
-    gated = True
+    bias: bool | None = None  # the reference's code decides: unknown without the inventory
+    gated: bool | None = None
     if layer0 is not None:
+        bias, gated = declared, True
         # The router (mlp.gate) and the experts are not the dense MLP's projections.
         mlp_keys = [
             k
@@ -411,17 +416,19 @@ def _expert_code(code: Any) -> dict[str, Any]:
     }
 
 
-# Expert MLPs in all (layers x routed experts): the checkpoint lists three tensors of each. DeepSeek-V3 has 15k.
-MAX_EXPERT_LAYERS = 1 << 17
+# Expert MLPs in all (layers x routed experts): the checkpoint lists three tensors of each. DeepSeek-V3 has 15k,
+# Kimi K2 23k.
+MAX_EXPERT_LAYERS = 1 << 15
 
 
 def check_sizes(text: ConfigView, vision: ConfigView | None = None) -> None:
     """Refuse sizes past :data:`LIMITS` and per-layer lists at odds with the layer count, before anything is built."""
-    for view in filter(None, (text, vision)):
-        for fact in LIMITS:
-            found = view.find(fact)
-            if found is not None and isinstance(found.value, int):
-                view.int_(fact)
+    vision_facts = {"vision_layers", "vision_heads", "hidden_size", "intermediate_size"}
+    for fact in LIMITS:
+        if not fact.startswith("vision_"):  # the vision facts share aliases (num_hidden_layers) with the text ones
+            text.check_limit(fact)
+        if vision is not None and fact in vision_facts:
+            vision.check_limit(fact)
     layers, experts = text.find("num_layers"), text.find("num_experts")
     counts = [f.value for f in (layers, experts) if f is not None and isinstance(f.value, int)]
     if len(counts) == 2 and counts[0] * counts[1] > MAX_EXPERT_LAYERS:
@@ -519,18 +526,23 @@ def moe_features(
 TILING_FIELDS = ("image_grid_pinpoints", "vision_aspect_ratio")
 
 
-def vision_features(raw: Mapping[str, Any], vision_key: str) -> Vision:
+def vision_features(raw: Mapping[str, Any], vision_key: str, probes: Any = None) -> Vision:
     node = raw.get(vision_key)
     view = ConfigView(node if isinstance(node, Mapping) else {}, f"{vision_key}.")
     top = ConfigView(raw)
+    multimodal = probes.multimodal if probes is not None else None
+    projector: str | None = None  # unknown unless the config or the reference's parts show it
     if "perceiver_config" in raw:
         projector = "perceiver resampler"
     elif raw.get("projector_hidden_act") or raw.get("multi_modal_projector_bias") is not None:
         projector = "mlp"
-    else:
-        projector = "linear"
+    elif multimodal is not None:
+        projector = next((attr for attr, _, _ in multimodal.parts if "projector" in attr), "inside the vision tower")
+    model_type = view.raw("model_type")
+    if not isinstance(model_type, str):
+        model_type = multimodal.vision_model_type if multimodal is not None else None
     return Vision(
-        model_type=view.raw("model_type") if isinstance(view.raw("model_type"), str) else None,
+        model_type=model_type,
         hidden_size=view.int_("hidden_size", minimum=1),
         num_layers=view.int_("vision_layers", minimum=1),
         num_heads=view.int_("vision_heads", minimum=1),
@@ -626,6 +638,6 @@ def extract(
         hidden_size=text.int_("hidden_size", minimum=1),
         vocab_size=text.int_("vocab_size", minimum=1),
         moe=moe_features(text, layer0, names, probes) if is_moe else None,
-        vision=vision_features(raw, vision_key) if kind == "vlm" and vision_key else None,
+        vision=vision_features(raw, vision_key, probes) if kind == "vlm" and vision_key else None,
         traits=traits(text, layer0, norm),
     )

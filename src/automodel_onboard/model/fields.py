@@ -199,15 +199,19 @@ class ConfigView:
                 fix="correct the value in config.json",
                 code="invalid-value",
             )
-        limit = LIMITS.get(fact)
-        if limit is not None and found.value > limit:
+        self.check_limit(fact)
+        return found.value
+
+    def check_limit(self, fact: str) -> None:
+        """Refuse an integer ``fact`` past its :data:`LIMITS` entry (a type error is left to the typed reads)."""
+        found, limit = self.find(fact), LIMITS.get(fact)
+        if found is not None and limit is not None and _is_int(found.value) and found.value > limit:
             raise OnboardError(
                 f"{found.key} = {found.value} is beyond any model this tool builds (at most {limit})",
                 where=f"{self.source}: {found.key}",
                 fix="correct the value in config.json",
                 code="size-limit",
             )
-        return found.value
 
     def float_(self, fact: str, *, positive: bool = False) -> float | None:
         found = self.find(fact)

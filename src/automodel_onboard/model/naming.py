@@ -113,6 +113,21 @@ def display_name_for(model_id: str | None, class_prefix: str) -> str:
     return class_prefix
 
 
+def free_name(module_name: str, existing: frozenset[str]) -> str:
+    """A module name beside ``module_name`` that no model folder takes (``llama`` -> ``llama_onboarded``)."""
+    candidates = (f"{module_name}_onboarded", *(f"{module_name}_onboarded_{i}" for i in range(2, 100)))
+    return next(c for c in candidates if collision_of(c, existing) is None)
+
+
+def installed_registry() -> Path | None:
+    """The installed NeMo AutoModel's registry.py (found without importing the package)."""
+    spec = importlib.util.find_spec(INSTALLED_MODELS.partition(".")[0])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), "_transformers", "registry.py")
+    return path if path.is_file() else None
+
+
 def existing_model_folders() -> frozenset[str]:
     """Model folders of the installed NeMo AutoModel package (found without importing it)."""
     top, _, below = INSTALLED_MODELS.partition(".")

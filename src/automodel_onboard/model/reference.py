@@ -71,6 +71,7 @@ class MultimodalCode:
     # Modules of the parts holding tables the reference computes rather than loads (a vision tower's RoPE
     # frequencies): transformers builds them in float32 whatever the dtype, so a cast must leave them.
     computed_tables: tuple[str, ...] = ()
+    vision_model_type: str | None = None  # the vision config class's, which config.json may leave out
 
 
 @dataclass(frozen=True)
@@ -415,6 +416,7 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
         text_attribute=text,
         text_config=_class_ref(config.get_text_config()),
         vision_config=_class_ref(vision) if vision is not None else None,
+        vision_model_type=getattr(vision, "model_type", None) if vision is not None else None,
         parts=parts,
         part_inputs=inputs,
         methods=methods,

@@ -8,7 +8,9 @@ config (``*.py`` files of custom-code models) is imported.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,27 +98,35 @@ def _load_local(path: Path) -> ConfigSource:
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """Parse a config file strictly: one JSON object, no NaN/Infinity, bounded size."""
+    """Parse a config file strictly: a regular file, one JSON object, no NaN/Infinity, bounded size and depth."""
     try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise OnboardError(
-                f"{path.name} is {size} bytes; a config.json is a few kilobytes",
-                where=str(path),
-                fix="pass the model's config.json",
-                code="invalid-json",
-            )
-        text = path.read_text(encoding="utf-8")
+        # Non-blocking, so a FIFO cannot hold the open; its type is then checked on what was opened.
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError as exc:
         raise OnboardError(
             f"{path} does not exist", where=str(path), fix="check the path", code="file-missing"
         ) from exc
+    except OSError as exc:
+        raise OnboardError(
+            f"cannot read {path}: {exc.strerror}", where=str(path), fix="check its permissions", code="environment"
+        ) from exc
+    with os.fdopen(handle, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise OnboardError(
+                f"{path} is not a regular file (a device, a pipe or a socket)",
+                where=str(path),
+                fix="pass the model's config.json, or a checkpoint folder that holds one",
+                code="not-a-file",
+            )
+        data = file.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _too_large(path.name, f"over {MAX_CONFIG_BYTES} bytes", str(path))
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise OnboardError(
             f"{path.name} is not UTF-8 text", where=str(path), fix="pass a JSON config", code="invalid-json"
         ) from exc
-    except OSError as exc:
-        raise OnboardError(f"cannot read {path}: {exc.strerror}", where=str(path), code="file-missing") from exc
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
@@ -128,6 +138,13 @@ def read_config(path: Path) -> dict[str, Any]:
         ) from exc
     except ValueError as exc:
         raise OnboardError(str(exc), where=str(path), fix="use finite numbers or null", code="invalid-json") from exc
+    except RecursionError:
+        raise OnboardError(
+            "the JSON is nested too deeply for a config",
+            where=str(path),
+            fix="pass the model's config.json (configs nest a few levels at most)",
+            code="invalid-json",
+        ) from None
     if not isinstance(data, dict):
         raise OnboardError(
             f"the config must be a JSON object, got {type(data).__name__}",
@@ -136,6 +153,15 @@ def read_config(path: Path) -> dict[str, Any]:
             code="not-an-object",
         )
     return data
+
+
+def _too_large(name: str, size: str, where: str) -> OnboardError:
+    return OnboardError(
+        f"{name} is {size}; a config.json is a few kilobytes",
+        where=where,
+        fix="pass the model's config.json",
+        code="config-too-large",
+    )
 
 
 def _reject_constant(name: str) -> Any:
@@ -178,6 +204,23 @@ HUB_FAILURES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+def _require_small(repo_id: str, revision: str | None, label: str) -> None:
+    """Refuse a config the Hub says is too large before its body is fetched (a cached copy needs no request)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str):
+        return
+    try:
+        size = get_hf_file_metadata(hf_hub_url(repo_id, "config.json", revision=revision)).size
+    except HfHubHTTPError:
+        raise
+    except Exception:  # unreachable Hub and the like: the download that follows names the failure
+        return
+    if size is not None and size > MAX_CONFIG_BYTES:
+        raise _too_large(f"{label}/config.json", f"{size} bytes on the Hub", f"https://huggingface.co/{repo_id}")
+
+
 def _download(repo_id: str, revision: str | None) -> Path:
     """Fetch (or find in the local cache) the repo's config.json; every Hub failure becomes an OnboardError."""
     from huggingface_hub import constants, hf_hub_download
@@ -185,6 +228,8 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
     label = f"{repo_id}@{revision}" if revision else repo_id
     try:
+        if not constants.HF_HUB_OFFLINE:
+            _require_small(repo_id, revision, label)
         return Path(hf_hub_download(repo_id, "config.json", revision=revision))
     except hub_errors.LocalEntryNotFoundError as exc:
         raise OnboardError(
@@ -203,3 +248,10 @@ def _download(repo_id: str, revision: str | None) -> Path:
                 message = what.format(label=label, repo_id=repo_id, revision=revision, error=exc)
                 raise OnboardError(message, where=f"https://huggingface.co/{repo_id}", fix=fix, code=code) from exc
         raise
+    except OSError as exc:
+        raise OnboardError(
+            f"the Hugging Face cache cannot be used: {exc.strerror or exc}",
+            where=str(exc.filename or constants.HF_HUB_CACHE),
+            fix="set HF_HOME (or HF_HUB_CACHE) to a folder you may write, or pass a local config.json",
+            code="environment",
+        ) from exc

@@ -81,7 +81,8 @@ class ArchSpec:
 
         if kind == self.kind and self.layout is not None:
             return self
-        return dataclasses.replace(self, layout=kinds.get(kind).build_layout(self))
+        where = "config.json" if kind == self.kind else "--kind"
+        return dataclasses.replace(self, layout=kinds.get(kind, where=where).build_layout(self))
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -161,6 +162,13 @@ def build_spec(
         if text_model_type is not None:
             naming.check_model_type(text_model_type, where=f"{where}: {text_key}.model_type")
 
+    text_raw = raw if not text_key else raw[text_key]
+    prefix = f"{text_key}." if text_key else ""
+    vision_raw = raw.get(verdict.vision_key) if verdict.vision_key else None
+    features_mod.check_sizes(
+        ConfigView(text_raw, prefix, where),
+        ConfigView(vision_raw, f"{verdict.vision_key}.", where) if isinstance(vision_raw, Mapping) else None,
+    )
     classes = inventory = absent = remote = None
     resolved: Mapping[str, Any] | None = None
     if with_inventory:
@@ -184,8 +192,6 @@ def build_spec(
     else:
         absent = "not computed (--no-inventory)"
 
-    text_raw = raw if not text_key else raw[text_key]
-    prefix = f"{text_key}." if text_key else ""
     text_view = ConfigView(resolved if resolved is not None else text_raw, prefix, where)
     feats = features_mod.extract(
         raw,

@@ -56,6 +56,11 @@ def onboard_check_model(model: str, revision: str = "") -> str:
     return ""
 
 
+def onboard_is_local(model: str) -> bool:
+    """Whether the model answer is a local file or folder (a Hub revision does not apply to it)."""
+    return bool(model) and "\x00" not in model and Path(model).expanduser().exists()
+
+
 def onboard_check_module_name(name: str) -> str:
     try:
         naming.check_module_name(name, where="module_name")
@@ -144,6 +149,7 @@ class OnboardExtension(Extension):
             onboard_fact=onboard_fact,
             onboard_check_model=onboard_check_model,
             onboard_check_module_name=onboard_check_module_name,
+            onboard_is_local=onboard_is_local,
             onboard_kind_warning=onboard_kind_warning,
             onboard_check_destination=onboard_check_destination,
             onboard_registered_elsewhere=onboard_registered_elsewhere,

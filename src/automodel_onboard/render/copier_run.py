@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from automodel_onboard.destination import Destination
+from automodel_onboard.destination.registry_patch import new_lines
 from automodel_onboard.errors import OnboardError
+from automodel_onboard.files import read_source
 
 COPIER_FILE = "copier.yml"
 Progress = Callable[[str], None]
@@ -52,6 +54,17 @@ def require_template(root: Path) -> Path:
             code="no-template-root",
         )
     return root
+
+
+def template_version(root: Path | None = None) -> str:
+    """What ``copier`` records as the template version: ``git describe`` of a clone, else "packaged"."""
+    root = root if root is not None else template_root()
+    if not _is_repository(root):
+        return "packaged (no git clone)"
+    result = subprocess.run(
+        ["git", "-C", str(root), "describe", "--tags", "--always", "--dirty"], capture_output=True, text=True
+    )
+    return result.stdout.strip() or "unknown"
 
 
 def _is_repository(root: Path) -> bool:
@@ -116,7 +129,7 @@ def render(
         stage = Path(tmp) / "checkout"
         stage.mkdir()
         dest.stage(stage)
-        before = {rel: (stage / rel).read_text(encoding="utf-8") for rel in dest.patched}
+        before = {rel: read_source(stage / rel) for rel in dest.patched}
         progress("rendering the templates")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Copier's DirtyLocalWarning when run from a work tree
@@ -141,24 +154,10 @@ def render(
                 ) from exc
         patched = {stage / rel for rel in dest.patched}
         files = tuple(sorted(p.relative_to(stage) for p in stage.rglob("*") if p.is_file() and p not in patched))
-        added = tuple(
-            line
-            for rel in dest.patched
-            for line in _added_lines(before[rel], (stage / rel).read_text(encoding="utf-8"))
-        )
+        added = tuple(line for rel in dest.patched for line in new_lines(before[rel], read_source(stage / rel)))
         progress("installing the rendered files")
         dest.install(stage, files)
     return Rendered(files=files, registry_lines=added)
-
-
-def _added_lines(before: str, after: str) -> tuple[str, ...]:
-    import difflib
-
-    return tuple(
-        line[1:]
-        for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
-        if line.startswith("+") and not line.startswith("+++")
-    )
 
 
 def _first_line(exc: BaseException) -> str:

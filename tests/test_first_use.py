@@ -1,0 +1,89 @@
+"""What a newcomer meets: the report of `new`, its progress, `--version`, the set-up script."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, registry_excerpt
+
+from automodel_onboard.destination.checkout import REGISTRY
+
+QWEN3 = ROOT / "examples" / "configs" / "Qwen3-0.6B.json"
+CLI = [sys.executable, "-m", "automodel_onboard.commands.cli"]
+
+
+def test_the_report_of_a_verified_onboarding(checkout, tmp_path):
+    config = tmp_path / "toy.json"
+    config.write_text(json.dumps({**json.loads(QWEN3.read_text()), "architectures": ["ToyForCausalLM"]}))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [*CLI, "new", str(config), "--dest", str(checkout), "--name", "toy"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out, err = done.stdout, done.stderr
+    # Progress: each generated test's verdict as it finishes, on stderr.
+    assert re.search(r"\] +passed +test_forward_shapes", err), err
+    assert "Failed to load" not in err and "Traceback" not in err
+    # The registry excerpt is the entry as it stands in registry.py, printed once.
+    excerpt = registry_excerpt(out)
+    assert '"ToyForCausalLM",' in excerpt and excerpt.rstrip().endswith("),")
+    assert excerpt in (checkout / REGISTRY).read_text()
+    assert out.count('("nemo_automodel.components.models.toy.model", "ToyForCausalLM")') == 1
+    assert "template; the spec says" not in out  # said only when --kind overrides the verdict
+    # The next step is a command to run, and the whole test output is in the log the report names.
+    (next_line,) = [line for line in out.splitlines() if line.startswith("  next: ")]
+    assert next_line.startswith(f"  next: cd {checkout} && automodel examples/llm_finetune/toy/toy_hellaswag.yaml")
+    log = Path(re.search(r"whole output: (\S+)", out).group(1))
+    assert log.is_relative_to(tmp_path / "cache") and "test_forward_shapes PASSED" in log.read_text()
+
+
+def test_version_names_the_tool_and_the_templates():
+    done = subprocess.run([*CLI, "--version"], capture_output=True, text=True)
+    assert done.returncode == 0
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    assert re.fullmatch(r"automodel-onboard 0\.1\.0 \(templates \S+\)\n", done.stdout), done.stdout
+    assert head.stdout.strip()[:7] in done.stdout
+
+
+def test_setup_takes_a_cpu_build_of_torch_and_says_what_it_installs():
+    """The set-up script: CPU torch by default (the local index, else PyTorch's CPU index), CUDA on request."""
+    script = (ROOT / "scripts" / "setup.sh").read_text()
+    assert "AUTOMODEL_ONBOARD_TORCH:-cpu" in script and "download.pytorch.org/whl/cpu" in script
+    assert "about 2.6 GB on disk" in script and "about 2.6 GB on disk" in (ROOT / "README.md").read_text()
+    import torch
+
+    assert torch.__version__ == "2.13.0+cpu"  # what the script installed for this suite
+
+
+def test_the_demo_script_onboards_the_bundled_example_and_passes():
+    """The README's first quick-start command, as a newcomer runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "GIT_"))}
+    done = subprocess.run([str(ROOT / "scripts" / "demo.sh")], capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "onboarded Qwen3ForCausalLM as nemo_automodel.components.models.qwen3_onboarded" in done.stdout
+    assert re.search(r"generated tests: PASSED \(\d+ passed, 1 skipped\)", done.stdout), done.stdout[-2000:]
+    assert "max logit difference vs the transformers reference: 0.000e+00" in done.stdout
+    assert (ROOT / "build" / "demo" / "nemo_automodel" / "components" / "models" / "qwen3_onboarded").is_dir()
+
+
+def test_failing_generated_tests_exit_1_and_name_the_divergence(checkout, tmp_path):
+    """Gemma's embedding scaling is invisible in its config: the parity tests fail, and `new` says where (exit 1)."""
+    from conftest import CONFIGS
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    gemma = CONFIGS / "google__gemma-7b.json"
+    done = subprocess.run(
+        [*CLI, "new", str(gemma), "--dest", str(checkout), "--name", "gemma_gen", "--replace"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "generated tests: FAILED" in done.stdout
+    assert "first diverging layer: index 0 (0: embeddings" in done.stdout
+    assert f"next: cd {checkout} && python -m pytest tests/unit_tests/models/gemma_gen -x" in done.stdout
