@@ -35,6 +35,8 @@ def test_the_report_of_a_verified_onboarding(checkout, tmp_path):
     assert excerpt in (checkout / REGISTRY).read_text()
     assert out.count('("nemo_automodel.components.models.toy.model", "ToyForCausalLM")') == 1
     assert "template; the spec says" not in out  # said only when --kind overrides the verdict
+    answers = (checkout / "nemo_automodel/components/models/toy/.copier-answers.yml").read_text()
+    assert "replaces:" not in answers and "revision:" not in answers  # questions that did not apply
     # The next step is a command to run, and the whole test output is in the log the report names.
     (next_line,) = [line for line in out.splitlines() if line.startswith("  next: ")]
     assert next_line.startswith(f"  next: cd {checkout} && automodel examples/llm_finetune/toy/toy_hellaswag.yaml")

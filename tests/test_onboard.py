@@ -270,6 +270,7 @@ def test_plain_copier_copy_checks_renders_and_registers(checkout):
 
     answers = yaml.safe_load((checkout / MODELS / "qwen3_gen" / ".copier-answers.yml").read_text())
     assert "revision" not in answers  # a Hub revision is not asked for a local config
+    assert answers["replaces"] == "nemo_automodel.components.models.qwen3.model:Qwen3ForCausalLM"  # asked: replace=true
     assert answers["trust_remote_code"] is False  # asked: the model is a local file
 
 

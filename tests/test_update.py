@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import shutil
 import subprocess
 import sys
@@ -135,18 +136,22 @@ def test_conflicting_edit_is_reported_with_inline_markers(project):
     release(template, "v0.2.0", lambda t: t.replace(first_docstring_line(t), first_docstring_line(t) + " (v0.2.0)", 1))
     before = snapshot(checkout)
 
-    report = update.update(checkout, [NAME], template=template)
+    out = io.StringIO()
+    assert update.cmd_update(_args(checkout, template), out, io.StringIO()) == 1  # conflicts: exit 1
 
-    (result,) = report.models
-    assert result.conflicts == (str(MODEL_FILE),)
-    assert not report.ok
+    assert [line.strip() for line in out.getvalue().splitlines() if "CONFLICT" in line] == [f"CONFLICT {MODEL_FILE}"]
     text = model.read_text()
     assert "<<<<<<< before updating" in text and ">>>>>>> after updating" in text
     assert line + " Edited by the user." in text and line + " (v0.2.0)" in text
     after = snapshot(checkout)
     changed = {path for path in after if after[path] != before.get(path)} | (before.keys() - after.keys())
     assert changed == {str(MODEL_FILE), str(ANSWERS)}
-    assert "CONFLICT " + str(MODEL_FILE) in update.report_text(report)
+
+
+def _args(checkout: Path, template: Path) -> argparse.Namespace:
+    return argparse.Namespace(
+        dest=str(checkout), all=False, name=[NAME], template=str(template), vcs_ref=None, conflict="inline"
+    )
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel._transformers.model_capabilities", "query_capabilities"),
     ("nemo_automodel._transformers.registry", "ModelRegistry"),
     ("nemo_automodel.components.checkpoint.state_dict_adapter", "StateDictAdapter"),
+    ("nemo_automodel.components.checkpoint.stateful_wrappers", "ModelState"),
     (NEMO_COMMON, "BackendConfig"),
     (NEMO_COMMON, "HFCheckpointingMixin"),
     (NEMO_COMMON, "compute_lm_head_logits"),
