@@ -191,19 +191,25 @@ def test_stale_journal_never_touches_a_model_onboarded_since(committed, tmp_path
     assert f"{MODELS}/toy_a/model.py" in out + err
 
 
-def test_a_run_that_fails_installing_keeps_another_runs_file(checkout, tmp_path, monkeypatch):
-    """A file that appears while rendering is reported and kept; only this run's own writes are undone."""
+def before_installing(monkeypatch, file_name: str, action) -> None:
+    """Run ``action`` once, as the install is about to move in the first file called ``file_name``."""
     from automodel_onboard.destination import journal
 
-    real = journal._copy_in
-    planted = checkout / MODELS / "toy_a" / "model.py"
+    real, done = journal._copy_in, []
 
-    def racing_copy(source, target):
-        if target.name == "__init__.py" and not planted.exists():
-            planted.write_text("# another run's file\n")
+    def copy(source, target):
+        if target.name == file_name and not done:
+            done.append(target)
+            action()
         real(source, target)
 
-    monkeypatch.setattr(journal, "_copy_in", racing_copy)
+    monkeypatch.setattr(journal, "_copy_in", copy)
+
+
+def test_a_run_that_fails_installing_keeps_another_runs_file(checkout, tmp_path, monkeypatch):
+    """A file that appears while rendering is reported and kept; only this run's own writes are undone."""
+    planted = checkout / MODELS / "toy_a" / "model.py"
+    before_installing(monkeypatch, "__init__.py", lambda: planted.write_text("# another run's file\n"))
     before = snapshot(checkout)[0]
     code, _, err = run("new", str(toy(tmp_path, "a")), "--dest", str(checkout), "--name", "toy_a", "--no-verify")
     assert code == EXIT_BAD_INPUT and "appeared in the destination" in err
@@ -214,17 +220,10 @@ def test_a_run_that_fails_installing_keeps_another_runs_file(checkout, tmp_path,
 
 def test_a_registry_edited_while_rendering_is_never_overwritten(checkout, tmp_path, monkeypatch):
     """An editor saves registry.py while the run renders: the run stops with nothing kept, the edit survives."""
-    from automodel_onboard.destination import journal
-
     registry = checkout / REGISTRY
-    real = journal._copy_in
-
-    def editing_copy(source, target):
-        if target.name == "model.py":
-            registry.write_text(registry.read_text() + "# saved by an editor\n")
-        real(source, target)
-
-    monkeypatch.setattr(journal, "_copy_in", editing_copy)
+    before_installing(
+        monkeypatch, "model.py", lambda: registry.write_text(registry.read_text() + "# saved by an editor\n")
+    )
     before = snapshot(checkout)[0]
     code, _, err = run("new", str(toy(tmp_path, "a")), "--dest", str(checkout), "--name", "toy_a", "--no-verify")
     assert code == EXIT_BAD_INPUT and "registry.py changed in the destination while rendering" in err

@@ -131,21 +131,18 @@ def _run_in_own_group(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    timed_out = False
     try:
         proc.wait(timeout=timeout)
-        reader.join()
-        return "".join(lines), proc.returncode
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        proc.wait()
-        reader.join(timeout=10)
-        return f"timed out after {timeout:.0f} s\n{''.join(lines)}", 124
-    except BaseException:
-        _kill_group(proc)
-        proc.wait()
-        raise
+        timed_out = True
     finally:
-        _kill_group(proc)  # workers the tests started and left behind
+        # Whichever way it ends (Ctrl-C included): workers the tests left behind would hold the output open.
+        _kill_group(proc)
+        proc.wait()
+    reader.join(timeout=10)
+    output = "".join(lines)
+    return (f"timed out after {timeout:.0f} s\n{output}", 124) if timed_out else (output, proc.returncode)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
