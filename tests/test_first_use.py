@@ -62,6 +62,52 @@ def test_setup_takes_a_cpu_build_of_torch_and_says_what_it_installs():
     assert torch.__version__ == "2.13.0+cpu"  # what the script installed for this suite
 
 
+def _setup_with(tmp_path: Path, offered: str, **env: str) -> list[str]:
+    """Runs setup.sh against a stand-in interpreter that records each pip command (nothing is installed).
+
+    ``offered``: the torch build the package index's dry run reports.
+    """
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    log = tmp_path / "pip.log"
+    python = venv / "bin" / "python"
+    python.write_text(
+        "#!/usr/bin/env bash\n"
+        'if [ "$1" = "-c" ]; then exit 1; fi\n'  # torch is not installed yet
+        f'echo "$*" >> {log}\n'
+        'case "$*" in *--dry-run*) echo \'{"install": [{"metadata": {"version": "' + offered + '"}}]}\' ;; esac\n'
+    )
+    python.chmod(0o755)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMODEL_ONBOARD_")}
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "setup.sh")],
+        capture_output=True,
+        text=True,
+        env={**clean, "AUTOMODEL_ONBOARD_VENV": str(venv), **env},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(venv)
+    return [line for line in log.read_text().splitlines() if "--dry-run" not in line and "--upgrade pip" not in line]
+
+
+def test_setup_takes_torch_from_the_cpu_index_when_the_package_index_offers_a_cuda_build(tmp_path):
+    assert _setup_with(tmp_path, "2.13.0") == [
+        "-m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu",
+        "-m pip install -q -e .[test]",
+    ]
+
+
+def test_setup_keeps_the_package_index_when_it_offers_the_cpu_build(tmp_path):
+    assert _setup_with(tmp_path, "2.13.0+cpu") == ["-m pip install -q torch==2.13.0", "-m pip install -q -e .[test]"]
+
+
+def test_setup_overrides_cuda_and_another_cpu_index(tmp_path):
+    cuda = _setup_with(tmp_path / "cuda", "2.13.0", AUTOMODEL_ONBOARD_TORCH="cuda")
+    assert cuda == ["-m pip install -q torch==2.13.0", "-m pip install -q -e .[test]"]
+    mirror = _setup_with(tmp_path / "mirror", "2.13.0", AUTOMODEL_ONBOARD_TORCH_INDEX="https://mirror.example/cpu")
+    assert mirror[0] == "-m pip install -q torch==2.13.0 --index-url https://mirror.example/cpu"
+
+
 def test_the_demo_script_onboards_the_bundled_example_and_passes():
     """The README's first quick-start command, as a newcomer runs it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "GIT_"))}

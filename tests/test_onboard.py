@@ -270,8 +270,37 @@ def test_plain_copier_copy_checks_renders_and_registers(checkout):
 
     answers = yaml.safe_load((checkout / MODELS / "qwen3_gen" / ".copier-answers.yml").read_text())
     assert "revision" not in answers  # a Hub revision is not asked for a local config
-    assert answers["replaces"] == "nemo_automodel.components.models.qwen3.model:Qwen3ForCausalLM"  # asked: replace=true
+    assert answers["replaces"] == "nemo_automodel.components.models.qwen3.model:Qwen3ForCausalLM"  # replace=true
     assert answers["trust_remote_code"] is False  # asked: the model is a local file
+
+
+def test_interactive_copier_copy_asks_only_what_applies(checkout, monkeypatch):
+    """A person at a terminal: the internal `replaces` and a Hub revision for a local file are never asked."""
+    import copier
+    import copier._main
+    import yaml
+
+    asked: list[str] = []
+
+    def prompt(questions, answers):  # what the terminal shows; the person names the module, accepts the rest
+        (question,) = questions
+        if not question["when"](answers):  # questionary's own skip: the default stands, nothing is shown
+            return answers
+        asked.append(question["name"])
+        typed = {"module_name": "qwen3_onboarded"}
+        return {question["name"]: typed.get(question["name"], answers[question["name"]])}
+
+    monkeypatch.setattr(copier._main, "unsafe_prompt", prompt)
+    monkeypatch.chdir(checkout)
+    copier.run_copy(
+        str(ROOT), ".", data={"model": str(QWEN3), "replace": True}, unsafe=True, vcs_ref="HEAD", quiet=True
+    )
+    assert set(asked) == {"trust_remote_code", "module_name", "kind", "dataset"}
+    answers = yaml.safe_load((checkout / MODELS / "qwen3_onboarded" / ".copier-answers.yml").read_text())
+    assert answers["replaces"] == "nemo_automodel.components.models.qwen3.model:Qwen3ForCausalLM"  # computed
+    assert '("nemo_automodel.components.models.qwen3_onboarded.model", "Qwen3ForCausalLM")' in (
+        Checkout(checkout).registry.read_text()
+    )
 
 
 @pytest.mark.parametrize(("model", "kind"), [(QWEN3, "vlm"), (CONFIGS / "Qwen__Qwen2.5-VL-3B-Instruct.json", None)])
