@@ -75,7 +75,7 @@ def _setup_with(tmp_path: Path, offered: str, **env: str) -> list[str]:
         "#!/usr/bin/env bash\n"
         'if [ "$1" = "-c" ]; then exit 1; fi\n'  # torch is not installed yet
         f'echo "$*" >> {log}\n'
-        'case "$*" in *--dry-run*) echo \'{"install": [{"metadata": {"version": "' + offered + '"}}]}\' ;; esac\n'
+        'case "$*" in *--dry-run*) echo \'{"install": [{"metadata": {"version": "' + offered + "\"}}]}' ;; esac\n"
     )
     python.chmod(0o755)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOMODEL_ONBOARD_")}
