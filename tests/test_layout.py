@@ -383,3 +383,57 @@ def test_a_clip_class_token_counts_among_the_image_tokens_when_kept():
 def test_what_the_vlm_template_cannot_reproduce_is_a_gap(spec, name, needle):
     gaps = spec(name, "vlm")["layout"]["gaps"]
     assert any(needle in g for g in gaps), gaps
+
+
+def _declared(layout) -> set[str]:
+    return {name for name, value in layout["capabilities"] if value}
+
+
+def test_dense_parallelisms_follow_what_the_model_computes(spec):
+    """Qwen3: per-head q/k norms in the tensor-parallel plan, and every parallelism NeMo's own Qwen3 declares."""
+    qwen3 = spec("Qwen__Qwen3-0.6B.json")["layout"]
+    assert _declared(qwen3) == {"supports_tp", "supports_cp", "supports_pp"}
+    plan = dict(qwen3["tensor_parallel"])
+    assert plan["model.layers.*.self_attn.q_norm"] == plan["model.layers.*.self_attn.k_norm"] == "replicated_grad_sum"
+    assert (plan["model.embed_tokens"], plan["lm_head"]) == ("vocab_embedding", "vocab_colwise")
+    assert {plan[f"model.layers.*.self_attn.{p}_proj"] for p in "qkv"} == {"colwise"}
+    assert plan["model.layers.*.self_attn.o_proj"] == plan["model.layers.*.mlp.down_proj"] == "rowwise"
+    llama = spec("meta-llama__Llama-2-7b-hf.json")["layout"]
+    assert not any("norm" in path for path, _ in llama["tensor_parallel"])  # no q/k norms to replicate
+    assert qwen3["multi_process"] and llama["multi_process"]
+
+
+def test_one_key_value_head_cannot_be_split_over_ranks(spec):
+    mqa = spec("meta-llama__Llama-2-7b-hf.json", num_key_value_heads=1)["layout"]
+    assert mqa["tensor_parallel"] == [] and "supports_tp" not in _declared(mqa)
+
+
+def test_a_window_in_the_config_rules_out_ring_attention(spec):
+    windowed = spec("mistralai__Mistral-Nemo-Base-2407.json", sliding_window=64)["layout"]
+    assert "supports_cp" not in _declared(windowed)
+    assert {"supports_cp", "supports_pp"} <= _declared(spec("mistralai__Mistral-Nemo-Base-2407.json")["layout"])
+
+
+def test_scaled_embeddings_or_logits_rule_out_nemo_pipeline_stages():
+    from automodel_onboard.layout import matrix
+
+    (granite,) = [c for c in matrix.DENSE if c.case_id == "granite-multipliers"]
+    layout = build_spec(granite.config(), existing_models=frozenset()).for_kind("dense").to_dict()["layout"]
+    assert layout["embedding_scale"] and layout["logits_divisor"]
+    assert _declared(layout) == {"supports_tp", "supports_cp"}
+
+
+def test_moe_and_vlm_declare_no_dense_parallelism_yet(spec):
+    moe = spec("Qwen__Qwen3-235B-A22B.json", kind="moe")["layout"]
+    assert _declared(moe) == {"supports_ep"} and moe["tensor_parallel"] == [] and not moe["multi_process"]
+    vlm = spec("Qwen__Qwen2.5-VL-3B-Instruct.json", kind="vlm")["layout"]
+    assert _declared(vlm) == set() and vlm["tensor_parallel"] == [] and not vlm["multi_process"]
+
+
+def test_a_window_on_every_layer_rules_out_nemo_pipeline_stages(spec):
+    """NeMo's stage forward picks each layer's mask by its attention_type; Mistral's one window has none."""
+    windowed = spec("mistralai__Mistral-Nemo-Base-2407.json", sliding_window=64)["layout"]
+    assert windowed["attention"]["sliding"] == "all_layers"
+    assert _declared(windowed) == {"supports_tp"}
+    per_layer = spec("Qwen__Qwen2-0.5B.json")["layout"]
+    assert per_layer["attention"]["sliding"] == "per_layer" and "supports_pp" in _declared(per_layer)

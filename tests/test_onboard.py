@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from automodel_onboard import kinds
 from automodel_onboard.commands import new as onboard
 from automodel_onboard.commands.cli import main
 from automodel_onboard.destination import journal
-from automodel_onboard.destination.checkout import MODELS, Checkout, missing_symbols
+from automodel_onboard.destination.checkout import MODELS, Checkout, declared_capabilities, missing_symbols
 from automodel_onboard.errors import OnboardError
 from automodel_onboard.render import copier_run
 
@@ -272,6 +273,56 @@ def test_plain_copier_copy_checks_renders_and_registers(checkout):
     assert "revision" not in answers  # a Hub revision is not asked for a local config
     assert answers["replaces"] == "nemo_automodel.components.models.qwen3.model:Qwen3ForCausalLM"  # replace=true
     assert answers["trust_remote_code"] is False  # asked: the model is a local file
+
+
+def test_replace_refuses_to_take_parallelisms_away(checkout):
+    """NeMo AutoModel's Qwen3-MoE declares context and pipeline parallelism, which the generated MoE model does not."""
+    before = snapshot(checkout)
+    request = onboard.Request(
+        model=str(CONFIGS / "Qwen__Qwen3-235B-A22B.json"), dest=checkout, name="moe_gen", replace=True, verify=False
+    )
+    with pytest.raises(OnboardError) as info:
+        onboard.new(request)
+    replaced = "nemo_automodel.components.models.qwen3_moe.model.Qwen3MoeForCausalLM"
+    assert info.value.code == "fewer-capabilities"
+    assert f"would not declare supports_cp and supports_pp, which {replaced} declares" in info.value.what
+    assert "drop --replace" in info.value.fix and "--allow-fewer-capabilities" in info.value.fix
+    assert snapshot(checkout) == before
+    report = onboard.new(dataclasses.replace(request, allow_fewer_capabilities=True))
+    assert f"runs of Qwen3MoeForCausalLM lose supports_cp and supports_pp, which {replaced} declares" in (
+        report.warnings
+    )
+
+
+def test_replacing_qwen3_keeps_every_parallelism_it_declares(checkout):
+    report = onboard.new(_request(checkout, replace=True))
+    assert report.destination.replaces == ("nemo_automodel.components.models.qwen3.model", "Qwen3ForCausalLM")
+    assert report.destination.fewer_capabilities == ()
+    declared = declared_capabilities(checkout, "nemo_automodel.components.models.qwen3_gen.model", "Qwen3ForCausalLM")
+    assert declared == {"supports_tp": True, "supports_cp": True, "supports_pp": True, "supports_ep": False}
+
+
+def test_declared_capabilities_are_read_from_the_source(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "m.py").write_text(
+        "import dataclasses\n"
+        "class Base:\n"
+        "    @dataclasses.dataclass(frozen=True)\n"
+        "    class ModelCapabilities:\n"
+        "        supports_tp: bool = True\n"
+        "        supports_pp: bool = False\n"
+        "class Child(Base):\n"
+        "    pass\n"
+        "class PerConfig:\n"
+        "    @classmethod\n"
+        "    def get_capabilities(cls, config):\n"
+        "        return None\n"
+    )
+    assert declared_capabilities(tmp_path, "pkg.m", "Child") == {"supports_tp": True, "supports_pp": False}
+    assert declared_capabilities(tmp_path, "pkg.m", "PerConfig") is None
+    assert declared_capabilities(tmp_path, "pkg.m", "Missing") is None
+    assert declared_capabilities(tmp_path, "pkg.absent", "Child") is None
 
 
 def test_interactive_copier_copy_asks_only_what_applies(checkout, monkeypatch):

@@ -105,6 +105,7 @@ def test_sandbox_and_new_run_from_the_installed_package(installed, tmp_path):
         "nemo_automodel/components/models/x_gen/.copier-answers.yml",
         "nemo_automodel/components/models/x_gen/__init__.py",
         "nemo_automodel/components/models/x_gen/model.py",
+        "nemo_automodel/components/models/x_gen/parallelization.py",
         "nemo_automodel/components/models/x_gen/state_dict_adapter.py",
         "tests/unit_tests/models/x_gen/test_x_gen_model.py",
         "tests/unit_tests/models/x_gen/test_x_gen_recipe.py",

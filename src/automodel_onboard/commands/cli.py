@@ -203,6 +203,7 @@ def cmd_new(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> int:
         revision=args.revision,
         dataset=args.dataset,
         replace=args.replace,
+        allow_fewer_capabilities=args.allow_fewer_capabilities,
         allow_unsupported=args.allow_unsupported,
         verify=not args.no_verify,
         trust_remote_code=args.trust_remote_code,
@@ -262,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", help="Hub branch, tag or commit")
     p.add_argument("--dataset", help="dataset of the example recipe")
     p.add_argument("--replace", action="store_true", help="re-point an architecture NeMo already registers")
+    p.add_argument(
+        "--allow-fewer-capabilities",
+        action="store_true",
+        help="with --replace: accept a generated model that declares fewer parallelisms than the class it replaces",
+    )
     p.add_argument(
         "--allow-unsupported", action="store_true", help="render even with features the template does not implement"
     )

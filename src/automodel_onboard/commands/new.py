@@ -26,6 +26,7 @@ class Request:
     revision: str | None = None
     dataset: str | None = None
     replace: bool = False
+    allow_fewer_capabilities: bool = False  # --replace may re-point to a model declaring fewer parallelisms
     allow_unsupported: bool = False
     verify: bool = True
     # Run the local checkpoint folder's own code (auto_map) as the reference, for models transformers lacks.
@@ -81,7 +82,13 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
     if recovered is not None:
         warnings.insert(0, recovered.summary())
     with dest.lock(progress):
-        plan = dest.check(spec, module_name=answers.module_name, kind=kind, replace=request.replace)
+        plan = dest.check(
+            spec,
+            module_name=answers.module_name,
+            kind=kind,
+            replace=request.replace,
+            allow_fewer_capabilities=request.allow_fewer_capabilities,
+        )
         if plan.dirty:
             warnings.append(
                 f"the destination has uncommitted changes ({', '.join(plan.dirty[:10])}"
@@ -92,6 +99,9 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
         if plan.replaces:
             module, cls = plan.replaces
             warnings.append(f"{spec['architecture']} is re-pointed from {module}.{cls}; that module stays untouched")
+            if plan.fewer_capabilities:
+                lost = " and ".join(plan.fewer_capabilities)
+                warnings.append(f"runs of {spec['architecture']} lose {lost}, which {module}.{cls} declares")
         elif request.replace:
             warnings.append(f"--replace has nothing to re-point: {spec['architecture']} was not registered")
         rendered = copier_run.render(dest, answers, spec, progress=progress)

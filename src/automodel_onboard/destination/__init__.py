@@ -44,6 +44,7 @@ class Plan:
     creates: tuple[Path, ...]  # relative paths, none of which exists yet
     replaces: tuple[str, str] | None  # the (module, class) the architecture pointed to before, with --replace
     dirty: tuple[str, ...]  # files with uncommitted changes (a warning, not a refusal)
+    fewer_capabilities: tuple[str, ...] = ()  # what the replaced class declares and ours does not (when allowed)
 
 
 class Destination(Protocol):

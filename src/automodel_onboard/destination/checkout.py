@@ -162,6 +162,7 @@ class Checkout:
         module_name: str,
         kind: Kind,
         replace: bool = False,
+        allow_fewer_capabilities: bool = False,
         symbols: Iterable[tuple[str, str]] | None = None,
     ) -> Plan:
         """Refuse (OnboardError) anything that would make the onboarding fail half-way or clobber work."""
@@ -207,7 +208,7 @@ class Checkout:
                 fix=f"move them away, or rerun with `{beside}`",
                 code="model-exists",
             )
-        replaces = None
+        replaces, fewer = None, ()
         if elsewhere:
             if not replace:
                 raise OnboardError(
@@ -220,6 +221,22 @@ class Checkout:
                     code="already-registered",
                 )
             replaces = current
+            ours = dict(spec.get("layout", {}).get("capabilities") or ())  # known once the layout is
+            theirs = declared_capabilities(self.root, *current) if ours else {}
+            fewer = tuple(name for name, value in (theirs or {}).items() if value and not ours.get(name, False))
+            if (fewer or theirs is None) and not allow_fewer_capabilities:
+                replaced = f"{current[0]}.{current[1]}"
+                raise OnboardError(
+                    f"the generated {architecture} would not declare {' and '.join(fewer)}, which {replaced} "
+                    "declares (the generated model declares only what its generated tests prove)"
+                    if fewer
+                    else f"{replaced} declares its capabilities per config or outside its module, so --replace "
+                    "cannot tell whether it would take parallelisms away",
+                    where=str(module_file(self.root, current[0]) or self.registry),
+                    fix="keep NeMo AutoModel's implementation registered (drop --replace), or accept the loss with "
+                    "`--allow-fewer-capabilities` (copier: -d allow_fewer_capabilities=true)",
+                    code="fewer-capabilities",
+                )
         return Plan(
             root=self.root,
             module_name=module_name,
@@ -227,6 +244,7 @@ class Checkout:
             creates=creates,
             replaces=replaces,
             dirty=self.dirty(),
+            fewer_capabilities=fewer,
         )
 
 
@@ -235,6 +253,40 @@ def config_registration(spec: Mapping[str, Any], module_name: str) -> tuple[str,
     if spec.get("hf") is not None:
         return None
     return spec["model_type"], f"{MODELS_PACKAGE}.{module_name}.config", f"{spec['class_prefix']}Config"
+
+
+def declared_capabilities(root: Path, module: str, cls: str) -> dict[str, bool] | None:
+    """The capability flags a class of the checkout declares in its nested ``ModelCapabilities`` (its own or a base
+    class's in the same module), read from the source; None where they are declared per config or not found."""
+    path = module_file(root, module)
+    if path is None:
+        return None
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError):
+        return None
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    seen: set[str] = set()
+    pending = [cls]
+    while pending:
+        node = classes.get(name := pending.pop(0))
+        if node is None or name in seen:
+            continue
+        seen.add(name)
+        members = {m.name: m for m in node.body if isinstance(m, ast.ClassDef | ast.FunctionDef)}
+        if "get_capabilities" in members:
+            return None
+        if isinstance(declared := members.get("ModelCapabilities"), ast.ClassDef):
+            return {
+                f.target.id: f.value.value
+                for f in declared.body
+                if isinstance(f, ast.AnnAssign)
+                and isinstance(f.target, ast.Name)
+                and isinstance(f.value, ast.Constant)
+                and isinstance(f.value.value, bool)
+            }
+        pending += [b.id for b in node.bases if isinstance(b, ast.Name)]
+    return None
 
 
 def module_file(root: Path, module: str) -> Path | None:

@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
 TIED_WEIGHTS = "nemo_automodel.shared.tied_weights"
 
-# The NeMo AutoModel symbols the dense kind's rendered files import (model, adapter and tests), each from the module
-# that defines it in NeMo AutoModel 0.7.0; a destination must provide all of them.
-NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
+# The NeMo AutoModel symbols every text kind's rendered files import (model, adapter and tests), each from the module
+# that defines it in NeMo AutoModel 0.7.0; a destination must provide all of its kind's.
+TEXT_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel", "NeMoAutoModelForCausalLM"),
     ("nemo_automodel._transformers.model_capabilities", "query_capabilities"),
     ("nemo_automodel._transformers.registry", "ModelRegistry"),
@@ -51,6 +51,25 @@ NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
     (NEMO_COMMON, "initialize_rms_norm_module"),
     (TIED_WEIGHTS, "TieSupport"),
     ("nemo_automodel.shared.utils", "dtype_from_str"),
+)
+# What the dense kind's parallelization.py and its multi-process and recipe-run tests import besides.
+NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
+    *TEXT_SYMBOLS,
+    ("nemo_automodel._transformers.infrastructure", "parallelize_for_pp"),
+    ("nemo_automodel.cli.utils", "resolve_recipe_name"),
+    ("nemo_automodel.components.config._arg_parser", "parse_args_and_load_config"),
+    ("nemo_automodel.components.distributed", "ModelParallelizer"),
+    ("nemo_automodel.components.distributed.config", "FSDP2Config"),
+    ("nemo_automodel.components.distributed.context_parallel", "ContextParallelSharder"),
+    ("nemo_automodel.components.distributed.mesh", "MeshContext"),
+    ("nemo_automodel.components.distributed.mesh", "ParallelismSizes"),
+    ("nemo_automodel.components.distributed.model_parallelizer", "parallelize_model"),
+    ("nemo_automodel.components.distributed.optimized_tp_plans", "VocabParallelEmbedding"),
+    ("nemo_automodel.components.distributed.parallel_styles", "ReplicatedWithGradAllReduce"),
+    ("nemo_automodel.components.distributed.pipelining", "AutoPipeline"),
+    ("nemo_automodel.components.distributed.tp_replicas", "synchronize_tp_replica_gradients"),
+    ("nemo_automodel.components.launcher.interactive", "resolve_recipe_cls"),
+    ("nemo_automodel.recipes.llm.train_ft", "TrainFinetuneRecipeForNextTokenPrediction"),
 )
 
 # Traits (features.Trait keys) the dense template builds; every other trait of a model is a gap. The scaling
@@ -168,6 +187,58 @@ CAPABILITIES: tuple[tuple[str, bool], ...] = (
     ("supports_ep", False),
 )
 
+# Tensor parallelism as NeMo AutoModel's own plans for Llama-shaped decoders shard it: column-wise into the heads and
+# the MLP width, row-wise back out, the embedding and the head over the vocabulary. Rows: (module path, ``*`` for
+# every layer; style, a constructor of the generated parallelization.py; the attention layout flag it needs).
+TENSOR_PARALLEL: tuple[tuple[str, str, str | None], ...] = (
+    ("model.embed_tokens", "vocab_embedding", None),
+    ("model.layers.*.self_attn.q_proj", "colwise", None),
+    ("model.layers.*.self_attn.k_proj", "colwise", None),
+    ("model.layers.*.self_attn.v_proj", "colwise", None),
+    # A rank holds whole heads, so per-head norms run unchanged; their weights see only its heads' gradients.
+    ("model.layers.*.self_attn.q_norm", "replicated_grad_sum", "qk_norm"),
+    ("model.layers.*.self_attn.k_norm", "replicated_grad_sum", "qk_norm"),
+    ("model.layers.*.self_attn.o_proj", "rowwise", None),
+    ("model.layers.*.mlp.gate_proj", "colwise", None),
+    ("model.layers.*.mlp.up_proj", "colwise", None),
+    ("model.layers.*.mlp.down_proj", "rowwise", None),
+    ("lm_head", "vocab_colwise", None),
+)
+
+
+def tensor_parallel(attention: AttentionLayout, kv_heads: int | None) -> tuple[tuple[str, str], ...]:
+    """The decoder's tensor-parallel plan as (module path, style); empty where splitting heads changes the math.
+
+    Norms across all heads, a latent shared by the heads and per-head sink logits would each need their own
+    sharding; a single key/value head cannot be split at all (NeMo AutoModel refuses such a TP mesh).
+    """
+    if attention.qk_norm_full or attention.latent is not None or attention.sinks or (kv_heads or 0) < 2:
+        return ()
+    flags = {"qk_norm": attention.qk_norm}
+    return tuple((path, style) for path, style, needs in TENSOR_PARALLEL if needs is None or flags[needs])
+
+
+def pipeline_parallel(spec: ArchSpec, fields: dict[str, Any]) -> bool:
+    """Whether NeMo AutoModel's pipeline stages compute this model: they run their own generic forwards around the
+    decoder layers, which scale neither the embeddings nor the logits and pick each layer's mask by its
+    ``attention_type`` (a window the config sets on every layer through ``sliding_window`` alone would get the full
+    mask)."""
+    scaled = fields.get("embedding_scale") or fields.get("logits_divisor")
+    one_window = fields["attention"].sliding == "all_layers" and spec.features.attention.sliding_window != "none"
+    return not (scaled or one_window)
+
+
+def context_parallel(spec: ArchSpec, attention: AttentionLayout, reference_attention: tuple[str, ...]) -> bool:
+    """Whether torch's ring attention computes this model's attention: causal SDPA without sinks or a latent, and no
+    layer of the config attending through a window (the ring has no mask)."""
+    plain = spec.features.attention.sliding_window == "none" and not attention.sinks and attention.latent is None
+    return plain and "sdpa" in reference_attention
+
+
+def capabilities(**verified: bool) -> tuple[tuple[str, bool], ...]:
+    """ModelCapabilities with the given flags set (the rest False)."""
+    return tuple((name, verified.get(name, False)) for name, _ in CAPABILITIES)
+
 
 @dataclass(frozen=True)
 class DenseLayout:
@@ -201,6 +272,13 @@ class DenseLayout:
     text_config: str = "config"  # expression: the text model's config, from the model's
     # ModelCapabilities as declared: a flag is True only where a generated test verifies it.
     capabilities: tuple[tuple[str, bool], ...] = CAPABILITIES
+    # The tensor-parallel plan the generated parallelization.py lays out (module path, style); empty: none.
+    tensor_parallel: tuple[tuple[str, str], ...] = ()
+    # The generated suite trains a step under FSDP2 and each declared parallelism on two processes.
+    multi_process: bool = False
+    # The generated suite runs the example recipe through NeMo AutoModel's own fine-tuning recipe (on a tiny
+    # checkpoint the transformers reference writes).
+    recipe_run: bool = False
 
 
 def _model_imports(
@@ -241,7 +319,22 @@ def _model_imports(
 def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> DenseLayout | None:
     """The dense layout of a spec, or None without a reference inventory; ``also``: traits a wrapping kind builds."""
     fields = decoder_fields(spec, TENSORS, IMPLEMENTED_TRAITS | also)
-    return None if fields is None else DenseLayout(**fields)
+    if fields is None:
+        return None
+    heads = spec.features.attention
+    plan = tensor_parallel(fields["attention"], heads.num_kv_heads or heads.num_heads)  # no kv count: one per head
+    verified = capabilities(
+        supports_tp=bool(plan),
+        supports_pp=pipeline_parallel(spec, fields),
+        supports_cp=context_parallel(spec, fields["attention"], fields["reference_attention"]),
+    )
+    return DenseLayout(
+        **fields,
+        tensor_parallel=plan,
+        capabilities=verified,
+        multi_process=True,
+        recipe_run=spec.hf is not None,
+    )
 
 
 def _supports_sdpa(inventory: Any) -> bool:

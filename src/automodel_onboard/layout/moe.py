@@ -20,9 +20,10 @@ from automodel_onboard.layout.checkpoint import CheckpointTensor, TensorTable
 from automodel_onboard.layout.common import Import, without
 from automodel_onboard.layout.dense import (
     IMPLEMENTED_TRAITS,
-    NEMO_SYMBOLS,
     TENSORS,
+    TEXT_SYMBOLS,
     DenseLayout,
+    capabilities,
     decoder_fields,
     reference_fields,
 )
@@ -38,7 +39,7 @@ MOE_MIXIN = "nemo_automodel.components.moe.fsdp_mixin"
 MOE_PARALLELIZER = "nemo_automodel.components.moe.parallelizer"
 NEMO_UTILS = "nemo_automodel.components.models.common.utils"
 NEMO_MOE_SYMBOLS: tuple[tuple[str, str], ...] = (
-    *NEMO_SYMBOLS,
+    *TEXT_SYMBOLS,
     (NEMO_UTILS, "cast_model_to_dtype"),
     (MOE_CONFIG, "MoEConfig"),
     (MOE_LAYERS, "MoE"),
@@ -155,12 +156,7 @@ class MoeLayout(DenseLayout):
 # What only transformers' PreTrainedModel pattern imports (the MoE kind's classes are plain modules).
 TRANSFORMERS_MODEL_ONLY = frozenset({"GenerationMixin", "PreTrainedModel", "can_return_tuple"})
 # The MoE kind's declared capabilities: expert parallelism is NeMo's MoE layer's, and the generated suite runs it.
-MOE_CAPABILITIES: tuple[tuple[str, bool], ...] = (
-    ("supports_tp", False),
-    ("supports_cp", False),
-    ("supports_pp", False),
-    ("supports_ep", True),
-)
+MOE_CAPABILITIES = capabilities(supports_ep=True)
 # NeMo's router for each family score function: (MoEConfig.score_func, the reference projects in float32).
 SCORE_FUNCS: Mapping[str, tuple[str, bool]] = MappingProxyType(
     {

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from automodel_onboard.model.spec import ArchSpec
 
 NEMO_VLM_SYMBOLS: tuple[tuple[str, str], ...] = (
-    *(s for s in dense.NEMO_SYMBOLS if s != ("nemo_automodel", "NeMoAutoModelForCausalLM")),
+    *(s for s in dense.TEXT_SYMBOLS if s != ("nemo_automodel", "NeMoAutoModelForCausalLM")),
     ("nemo_automodel", "NeMoAutoModelForImageTextToText"),
     (moe.NEMO_UTILS, "cast_model_to_dtype"),
 )
@@ -285,6 +285,9 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         embedding=f"{in_model}embed_tokens.weight",
         text_config="config.text_config",
         capabilities=dense.CAPABILITIES,
+        tensor_parallel=(),  # the text plan's paths are the causal LM's; the vision tower has none yet
+        multi_process=False,
+        recipe_run=False,
         reference_class=spec.hf["model_class"],
         reference_alias=f"HF{spec.hf['model_class']}",
     )

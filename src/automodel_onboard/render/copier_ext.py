@@ -93,6 +93,7 @@ def onboard_check_destination(
     replace: bool,
     checked: bool,
     kind: str = "",
+    allow_fewer_capabilities: bool = False,
 ) -> str:
     """Empty when the destination may receive this model; else the refusal (a plain ``copier copy`` stops there).
 
@@ -103,8 +104,14 @@ def onboard_check_destination(
     if checked or dest.root.name.startswith(COPIER_SCRATCH) or dest.is_onboarded(module_name):
         return ""
     try:
-        spec = spec_dict(model, revision, module_name)
-        dest.check(spec, module_name=module_name, kind=kinds.get(kind or spec["kind"]), replace=replace)
+        spec = spec_dict(model, revision, module_name, kind=kind)
+        dest.check(
+            spec,
+            module_name=module_name,
+            kind=kinds.get(kind or spec["kind"]),
+            replace=replace,
+            allow_fewer_capabilities=allow_fewer_capabilities,
+        )
     except OnboardError as err:
         return err.message
     return ""
