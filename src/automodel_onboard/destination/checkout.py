@@ -221,7 +221,7 @@ class Checkout:
                     code="already-registered",
                 )
             replaces = current
-            ours = dict(spec.get("layout", {}).get("capabilities") or ())  # known once the layout is
+            ours = dict((spec.get("layout") or {}).get("capabilities") or ())  # known once the layout is
             theirs = declared_capabilities(self.root, *current) if ours else {}
             fewer = tuple(name for name, value in (theirs or {}).items() if value and not ours.get(name, False))
             if (fewer or theirs is None) and not allow_fewer_capabilities:
