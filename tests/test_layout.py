@@ -340,8 +340,9 @@ def test_vlm_layout_takes_the_familys_parts_and_image_code_around_the_text_kind(
     )
     assert rows["model.vision_tower.transformer.layers.{layer}.feed_forward.up_proj.weight"] == (
         ["vision_tower.transformer.layers.{layer}.feed_forward.up_proj.weight"],
-        "vision",
+        "vision_tower",
     )
+    assert vision["layer_sets"] == [["vision_tower", "config.vision_config.num_hidden_layers"]]
     assert lay["embedding"] == "model.language_model.embed_tokens.weight"
     assert lay["classes"]["model"] == "LlavaTextModel" and lay["classes"]["multimodal"] == "LlavaModel"
 
@@ -357,7 +358,8 @@ def test_vlm_layout_of_qwen2_5_vl_positions_its_tokens_on_three_grids(spec):
         ["rope_deltas"],
     )
     assert vision["checkpoint_prefixes"] == [["model.language_model.", "model."], ["model.visual.", "visual."]]
-    assert vision["vision_layers"] == "config.vision_config.depth" and vision["channels"] == "vision.in_channels"
+    assert vision["layer_sets"] == [["visual", "config.vision_config.depth"]]
+    assert vision["channels"] == "vision.in_channels"
     assert vision["image_tokens"] == "side * side // vision.spatial_merge_size**2"
 
 
@@ -372,10 +374,7 @@ def test_a_clip_class_token_counts_among_the_image_tokens_when_kept():
 @pytest.mark.parametrize(
     ("name", "needle"),
     [
-        ("llava-hf__llava-v1.6-mistral-7b-hf.json", "images tiled at several resolutions (image_grid_pinpoints)"),
-        ("llava-hf__llava-v1.6-mistral-7b-hf.json", "checkpoint tensor image_newline belongs to no sub-model"),
         ("meta-llama__Llama-4-Maverick-17B-128E-Instruct.json", "holds no multimodal model"),
-        ("HuggingFaceM4__idefics2-8b.json", "a text model held as 'text_model'"),
         ("google__paligemma-3b-pt-224.json", "bidirectional attention"),
         ("google__gemma-3-12b-it.json", "extra sandwich norms"),
     ],
@@ -383,6 +382,78 @@ def test_a_clip_class_token_counts_among_the_image_tokens_when_kept():
 def test_what_the_vlm_template_cannot_reproduce_is_a_gap(spec, name, needle):
     gaps = spec(name, "vlm")["layout"]["gaps"]
     assert any(needle in g for g in gaps), gaps
+
+
+def test_any_resolution_tiles_and_the_learned_newline_are_laid_out(spec):
+    """LLaVA-NeXT: images tiled by image_grid_pinpoints; the row newline the multimodal model holds itself is built
+    with a config-derived shape and mapped to its checkpoint name like any tensor."""
+    lay = spec("llava-hf__llava-v1.6-mistral-7b-hf.json", "vlm")["layout"]
+    assert lay["gaps"] == []
+    vision = lay["vision"]
+    assert vision["pixel_layout"] == "tiled"
+    assert [[n, list(s)] for n, s in vision["own_parameters"]] == [
+        ["image_newline", ["config.text_config.hidden_size"]]
+    ]
+    assert ("model.image_newline", "image_newline") in {tuple(p) for p in vision["checkpoint_prefixes"]}
+    assert {(r["nemo"], tuple(r["hf"])) for r in lay["tensors"] if "newline" in r["nemo"]} == {
+        ("model.image_newline", ("image_newline",))
+    }
+    assert "feature_select_strategy" not in vision["image_tokens"]  # the grid has no place for a class token
+
+
+def test_a_family_naming_its_parts_otherwise_keeps_its_names(spec):
+    """Idefics2: the family's own attribute names (its code and checkpoint use them), NeMo AutoModel's as aliases;
+    what its __init__ sets from the config; a perceiver's latents per image; its unchecked merge wrapped; the
+    resampler's layers counted by their own config field; its latents initialised by the family's code."""
+    lay = spec("HuggingFaceM4__idefics2-8b.json", "vlm")["layout"]
+    assert lay["gaps"] == []
+    vision = lay["vision"]
+    assert {tuple(a) for a in vision["aliases"]} == {
+        ("vision_tower", "vision_model"),
+        ("multi_modal_projector", "connector"),
+        ("language_model", "text_model"),
+    }
+    assert {tuple(a) for a in vision["settings"]} >= {
+        ("image_seq_len", "config.perceiver_config.resampler_n_latents"),
+        ("image_token_id", "config.image_token_id"),
+    }
+    assert vision["pixel_layout"] == "stacked"
+    assert vision["image_tokens"] == "config.perceiver_config.resampler_n_latents"
+    assert vision["checked_merge"] == "inputs_merger" and "inputs_merger" not in vision["methods"]
+    assert {"get_input_embeddings", "set_input_embeddings"}.isdisjoint(vision["methods"])
+    assert {tuple(a) for a in vision["layer_sets"]} == {
+        ("vision_model", "config.vision_config.num_hidden_layers"),
+        ("connector", "config.perceiver_config.resampler_depth"),
+    }
+    assert {r["layers"] for r in lay["tensors"] if "perceiver_resampler.layers" in r["nemo"]} == {"connector"}
+    assert (list(vision["family_initialised"]), vision["initialiser"]) == (["connector"], "vision_model")
+    assert list(dict(vision["supported"])["vision_config"]) == ["idefics2_vision", "idefics2"]
+    llava = spec("mistral-community__pixtral-12b.json", "vlm")["layout"]["vision"]
+    assert (list(llava["aliases"]), llava["checked_merge"], list(llava["family_initialised"])) == ([], None, [])
+
+
+def test_config_settings_are_read_from_the_reference_source():
+    from automodel_onboard.model.reference import _config_settings
+
+    class Toy:
+        def __init__(self, config):
+            self.config = config
+            self.latents = config.perceiver_config.resampler_n_latents
+            self.token = self.config.image_token_id
+            self.fixed = 3
+            self.other = config.get_text_config()
+            self.pair = (config.a, config.b)
+
+    assert _config_settings(Toy) == (
+        ("latents", "config.perceiver_config.resampler_n_latents"),
+        ("token", "config.image_token_id"),
+    )
+
+
+def test_a_capped_tile_count_is_a_gap(spec):
+    """LLaVA-OneVision's vision_aspect_ratio caps the tiles on top of the grid: not built, and named."""
+    gaps = spec("llava-hf__llava-v1.6-mistral-7b-hf.json", "vlm", vision_aspect_ratio="anyres_max_9")["layout"]["gaps"]
+    assert any("images tiled at several resolutions (vision_aspect_ratio)" in g for g in gaps), gaps
 
 
 def _declared(layout) -> set[str]:
@@ -423,11 +494,28 @@ def test_scaled_embeddings_or_logits_rule_out_nemo_pipeline_stages():
     assert _declared(layout) == {"supports_tp", "supports_cp"}
 
 
-def test_moe_and_vlm_declare_no_dense_parallelism_yet(spec):
+def test_moe_declares_no_dense_parallelism_yet(spec):
     moe = spec("Qwen__Qwen3-235B-A22B.json", kind="moe")["layout"]
     assert _declared(moe) == {"supports_ep"} and moe["tensor_parallel"] == [] and not moe["multi_process"]
-    vlm = spec("Qwen__Qwen2.5-VL-3B-Instruct.json", kind="vlm")["layout"]
-    assert _declared(vlm) == set() and vlm["tensor_parallel"] == [] and not vlm["multi_process"]
+
+
+@pytest.mark.parametrize(
+    ("name", "pipeline"),
+    [
+        ("mistral-community__pixtral-12b.json", True),  # sized images, one per row, NeMo's text-model name
+        ("Qwen__Qwen2.5-VL-3B-Instruct.json", False),  # multimodal RoPE: later stages cannot rebuild the positions
+        ("llava-hf__llava-v1.6-mistral-7b-hf.json", False),  # tiles NeMo's media chunker splits wrongly
+        ("HuggingFaceM4__idefics2-8b.json", False),  # text_model: NeMo's splitter looks for language_model first
+    ],
+)
+def test_vlm_pipeline_stages_only_where_nemo_can_stage_the_images(spec, name, pipeline):
+    vlm = spec(name, kind="vlm")["layout"]
+    assert vlm["multi_process"] and vlm["tensor_parallel"] == []
+    assert _declared(vlm) == ({"supports_pp"} if pipeline else set())
+    assert vlm["vision"]["pipeline"] is pipeline
+    assert vlm["vision"]["grid_input"] == {"mistral-community__pixtral-12b.json": "image_sizes"}.get(
+        name, "image_grid_thw" if "Qwen" in name else ("image_sizes" if "llava" in name else None)
+    )
 
 
 def test_a_window_on_every_layer_rules_out_nemo_pipeline_stages(spec):

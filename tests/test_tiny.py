@@ -97,3 +97,16 @@ def test_a_vision_width_equal_to_the_text_models_follows_it():
     assert tiny["vision_config"]["embed_dim"] < base["vision_config"]["embed_dim"]
     pixtral = build_spec(load_config("mistral-community__pixtral-12b.json"), existing_models=frozenset()).tiny_config
     assert pixtral["vision_config"]["hidden_size"] != pixtral["text_config"]["hidden_size"]
+
+
+def test_any_resolution_grids_shrink_with_the_tile():
+    """LLaVA-NeXT's resolutions are whole tiles of the tower's image size: the tiny grid has the same tile counts at
+    the tiny image size, the config's order kept."""
+    base = load_config("llava-hf__llava-v1.6-mistral-7b-hf.json")
+    tiny = build_spec(base, existing_models=frozenset()).tiny_config
+    size = tiny["vision_config"]["image_size"]
+    assert size < base["vision_config"]["image_size"]
+    want = [[h // 336 * size, w // 336 * size] for h, w in base["image_grid_pinpoints"]]
+    assert [list(p) for p in tiny["image_grid_pinpoints"]] == want
+    odd = build_spec(base | {"image_grid_pinpoints": [[384, 768], [768, 384]]}, existing_models=frozenset())
+    assert [list(p) for p in odd.tiny_config["image_grid_pinpoints"]] == [[size, 2 * size], [2 * size, size]]

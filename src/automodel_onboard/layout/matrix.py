@@ -357,6 +357,19 @@ VLM: tuple[Synthetic, ...] = (
         "llava-full-features", "vlm", LLAVA_BASE, {"vision_feature_select_strategy": "full", "vision_feature_layer": -1}
     ),
     Synthetic("qwen2-vl-base", "vlm", QWEN2_VL_BASE),
+    # LLaVA-NeXT's any-resolution tiling with a learned row newline (llava-v1.6-vicuna-7b-hf's shape): the first
+    # resolution taller than wide, so the tests tile the other way round from the Mistral fixture.
+    Synthetic(
+        "llava-next-tiled",
+        "vlm",
+        LLAVA_BASE,
+        {
+            "architectures": ["LlavaNextForConditionalGeneration"],
+            "model_type": "llava_next",
+            "image_grid_pinpoints": [[672, 336], [336, 672], [672, 672], [1008, 336], [336, 1008]],
+            "use_image_newline_parameter": True,
+        },
+    ),
 )
 
 # Every synthetic case, per kind.

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from automodel_onboard.layout import dense, moe
 from automodel_onboard.layout.checkpoint import LAYER, CheckpointTensor, name_pattern
 from automodel_onboard.layout.common import ComparedModule, Import, merged, without
-from automodel_onboard.model.fields import ALIASES
 
 if TYPE_CHECKING:
     from automodel_onboard.model.spec import ArchSpec
@@ -32,18 +32,42 @@ NEMO_VLM_SYMBOLS: tuple[tuple[str, str], ...] = (
 VLM_TRAITS = frozenset({"mrope"})
 # How the test images are laid out, by what the vision tower's forward takes (first match): flattened patches with
 # their (t, h, w) grids (Qwen2-VL), images of their own size (Pixtral), or square images of the configured size.
+# An any-resolution config (TILED) overrides it: each image is cut into tiles of the tower's size (LLaVA-NeXT's).
 PIXEL_LAYOUTS: tuple[tuple[str, str], ...] = (
     ("grid_thw", "patches"),
     ("image_sizes", "sized"),
+    ("patch_attention_mask", "stacked"),  # images stacked per sample, padded ones masked (Idefics2's)
     ("pixel_values", "square"),
 )
+TILED = {"image_grid_pinpoints": "tiled"}
 # The tokens one test image takes, by the config: (pixel layout, the expression). A square test image is
 # ``vision.image_size`` wide, a patch-laid one a (1, side, side) grid; a class token kept adds one (see build).
 IMAGE_TOKENS: tuple[tuple[str, str], ...] = (
     ("patches", "side * side // vision.spatial_merge_size**2"),
     ("sized", "(vision.image_size // vision.patch_size) ** 2"),
     ("square", "(vision.image_size // vision.patch_size) ** 2"),
+    # The base image, then the grid's features at the test image's resolution (``height`` x ``width``, one of the
+    # config's), each row ended by the learned newline.
+    ("tiled", "side**2 + (height // vision.patch_size) * (width // vision.patch_size + 1)"),
+    # A perceiver resampler gives each image its fixed number of latents.
+    ("stacked", "config.perceiver_config.resampler_n_latents"),
 )
+# How the family's merge of image features into the text is checked against the prompt's image tokens: its own
+# placeholder mask raises on a mismatch (LLaVA's, Qwen2-VL's); an Idefics-style ``inputs_merger`` scatters without
+# checking, so the generated model wraps it with the check.
+COUNT_CHECKS: tuple[tuple[str, str | None], ...] = (("get_placeholder_mask", None), ("inputs_merger", "inputs_merger"))
+# Pipeline parallelism: NeMo AutoModel 0.7.0 stages each micro-batch's images on the first stage's model, split by
+# its media chunker, which splits per sample only images laid out one per row (square or sized; LLaVA-NeXT's tiles
+# and flattened patches it splits otherwise), and finds the text model by NeMo's names only. Later stages get no
+# image grids, so multimodal RoPE positions cannot be rebuilt there.
+PIPELINE_LAYOUTS = frozenset({"square", "sized"})
+# The per-image input NeMo's chunker hands back as ``image_grid_hws``, by the name the family's image code takes.
+GRID_INPUTS = ("image_grid_thw", "image_sizes")
+# Methods the generated multimodal model defines itself rather than takes over.
+OWN_METHODS = frozenset({"get_input_embeddings", "set_input_embeddings"})
+# NeMo AutoModel's names for the sub-models, given as properties where the family names them otherwise: the family's
+# code keeps its own names (which the checkpoint also uses).
+NEMO_NAMES = ("vision_tower", "multi_modal_projector", "language_model")
 CHANNELS = ("num_channels", "in_channels", "in_chans")
 # The vision layer index in a tensor name, under the names transformers gives the layer lists.
 VISION_LAYER = re.compile(r"(?:(?<=\.layers\.)|(?<=\.blocks\.)|(?<=\.layer\.))\d+(?=\.)")
@@ -71,14 +95,28 @@ class VisionLayout:
     state: tuple[str, ...]  # attributes those methods keep between calls (start as None)
     image_inputs: tuple[str, ...]  # keyword inputs of get_image_features besides pixel_values
     pixel_layout: str  # see PIXEL_LAYOUTS
-    vision_layers: str  # expression: the vision tower's layer count
+    # (layer set, its count as a config expression) of the parts with lists of layers: a row of such a part covers
+    # the layers of its set (named after the part: "vision_tower", "connector", ...).
+    layer_sets: tuple[tuple[str, str], ...]
     checkpoint_prefixes: tuple[tuple[str, str], ...]  # (in the model, in the checkpoint), the text model's first
     channels: str  # expression over ``vision`` (the vision config): an image's channels
     image_tokens: str  # expression: the tokens a test image takes, by the config (``vision``, ``config``, ``side``)
     token_types: str | None  # the forward's per-token modality input (mm_token_type_ids), which its positions need
     # (sub-config, model_type) pairs the implementation was generated for: one architecture name can carry others.
-    supported: tuple[tuple[str, str], ...] = ()
+    supported: tuple[tuple[str, tuple[str, ...]], ...] = ()
     computed_tables: tuple[str, ...] = ()  # the parts' modules holding computed float tables (RoPE), kept in fp32
+    # The multimodal model's own parameters (LLaVA-NeXT's image_newline): (name, its shape as config expressions).
+    own_parameters: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    settings: tuple[tuple[str, str], ...] = ()  # plain attributes the family's methods read: (name, config expression)
+    uses_dtype: bool = False  # the family's methods read ``self.dtype``
+    checked_merge: str | None = None  # the family's merge method the generated model wraps with a token-count check
+    aliases: tuple[tuple[str, str], ...] = ()  # (NeMo AutoModel's name, the family's attribute)
+    # The parts without their own initialisation that the family's code initialises (through ``initialiser``, a part
+    # that is a model of the family): their tensors outside linears and norms need it.
+    family_initialised: tuple[str, ...] = ()
+    initialiser: str | None = None
+    pipeline: bool = False  # pipeline stages verified: the forward is stage-aware and takes NeMo's staged images
+    grid_input: str | None = None  # the family's per-image input among the image inputs (GRID_INPUTS)
 
 
 @dataclass(frozen=True)
@@ -137,7 +175,7 @@ def _vision_rows(spec: ArchSpec, code: Any) -> list[CheckpointTensor]:
             for name in literal:
                 rows.append(
                     CheckpointTensor(
-                        ours + name[len(theirs) :], (), hf=(name,), layers="vision" if per_layer else "all"
+                        ours + name[len(theirs) :], (), hf=(name,), layers=_part(ours) if per_layer else "all"
                     )
                 )
     return rows
@@ -161,16 +199,31 @@ def _vision_fields(code: Any) -> set[str]:
     return set(inspect.signature(_class(code.vision_config).__init__).parameters) if code.vision_config else set()
 
 
-def _vision_layers(code: Any) -> str:
-    attr = next((k for k in ALIASES["vision_layers"] if k in _vision_fields(code)), "num_hidden_layers")
-    return f"config.vision_config.{attr}"
+def _part(prefix: str) -> str:
+    """The part a model prefix names: ``model.connector.`` -> ``connector``."""
+    return prefix.removeprefix("model.").split(".")[0]
+
+
+def _supported(spec: ArchSpec, code: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(sub-config, the model types naming its class): the class's own and the one config.json gives, which older
+    checkpoints spell otherwise (Idefics2's vision config says "idefics2" for ``idefics2_vision``)."""
+    found = []
+    for attr, ref in (("text_config", code.text_config), ("vision_config", code.vision_config)):
+        own = getattr(_class(ref), "model_type", None) if ref is not None else None
+        if not isinstance(own, str):
+            continue
+        sub = spec.tiny_config.get(attr)
+        given = sub.get("model_type") if isinstance(sub, Mapping) else None
+        found.append((attr, tuple(dict.fromkeys([own, *([given] if isinstance(given, str) and given else [])]))))
+    return tuple(found)
 
 
 def _image_tokens(layout: str, spec: ArchSpec) -> str:
     tokens = dict(IMAGE_TOKENS)[layout]
     class_token = any(t.name.endswith("class_embedding") for t in spec.inventory.tensors)
-    if class_token and "vision_feature_select_strategy" in dense.reference_fields(spec):
-        # A CLIP-style tower's class token is among the features unless the strategy drops it ("default").
+    if class_token and "vision_feature_select_strategy" in dense.reference_fields(spec) and layout != "tiled":
+        # A CLIP-style tower's class token is among the features unless the strategy drops it ("default"); tiled
+        # families lay features out on the patch grid, which has no place for it.
         tokens += ' + int(config.vision_feature_select_strategy == "full")'
     return tokens
 
@@ -218,32 +271,45 @@ def build(spec: ArchSpec) -> VlmLayout | None:
     )
     inputs = dict(code.part_inputs)
     tower = inputs.get(parts[0].attribute, ()) if parts else ()
-    pixel_layout = next((layout for key, layout in PIXEL_LAYOUTS if key in tower), "square")
+    tiling = spec.features.vision.tiling if spec.features.vision else None
+    pixel_layout = TILED.get(tiling or "") or next((layout for key, layout in PIXEL_LAYOUTS if key in tower), "square")
     reference_model_alias = _alias(f"HF{code.model.name}", taken)
     import inspect
 
     forward = set(inspect.signature(_class(code.model).forward).parameters)
+    checks = [(method, wrapped) for method, wrapped in COUNT_CHECKS if method in code.methods]
+    checked_merge = checks[0][1] if checks else None
+    family_names = (
+        parts[0].attribute if parts else "",
+        parts[1].attribute if len(parts) > 1 else "",
+        code.text_attribute,
+    )
+    aliases = tuple((nemo, attr) for nemo, attr in zip(NEMO_NAMES, family_names, strict=True) if attr and nemo != attr)
     vision = VisionLayout(
         config_class=spec.hf["config_class"],
         reference_model=Import(code.model.module, (code.model.name,)),
         reference_model_alias=reference_model_alias,
         text_attribute=code.text_attribute,
         parts=parts,
-        methods=code.methods,
+        methods=tuple(m for m in code.methods if m not in OWN_METHODS and m != checked_merge),
         state=code.state,
         image_inputs=code.image_inputs,
         pixel_layout=pixel_layout,
-        vision_layers=_vision_layers(code),
+        layer_sets=tuple((part, count) for part, count in code.part_layers if count is not None),
         channels="vision." + next((c for c in CHANNELS if c in _vision_fields(code)), "num_channels"),
         image_tokens=_image_tokens(pixel_layout, spec),
         token_types="mm_token_type_ids" if "mm_token_type_ids" in forward else None,
-        supported=tuple(
-            (attr, model_type)
-            for attr, ref in (("text_config", code.text_config), ("vision_config", code.vision_config))
-            if ref is not None and isinstance(model_type := getattr(_class(ref), "model_type", None), str)
-        ),
+        supported=_supported(spec, code),
         checkpoint_prefixes=((in_model, in_checkpoint), *((o, t) for o, t in code.prefixes if o != in_model)),
         computed_tables=code.computed_tables,
+        own_parameters=tuple((name, shape) for name, shape in code.own_parameters if shape is not None),
+        settings=code.settings,
+        uses_dtype=code.uses_dtype,
+        checked_merge=checked_merge,
+        aliases=aliases,
+        grid_input=next((name for name in GRID_INPUTS if name in code.image_inputs), None),
+        family_initialised=tuple(p.attribute for p in parts if not p.initialises_itself and code.family_initialiser),
+        initialiser=code.family_initialiser,
     )
     classes = dataclasses.replace(
         fields["classes"], model=f"{spec.class_prefix}TextModel", multimodal=f"{spec.class_prefix}Model"
@@ -266,11 +332,30 @@ def build(spec: ArchSpec) -> VlmLayout | None:
     uncovered = [t.name for t in spec.inventory.tensors if not any(p.match(t.name) for p in patterns)]
     for name in dict.fromkeys(VISION_LAYER.sub(LAYER, n) for n in uncovered):
         gaps.append(f"checkpoint tensor {name} belongs to no sub-model the vlm template builds")
-    tiling = spec.features.vision.tiling if spec.features.vision else None
-    if tiling:
-        gaps.append(f"images tiled at several resolutions ({tiling}): the vlm template's tests feed single images")
-    if code.text_attribute != "language_model":
-        gaps.append(f"a text model held as {code.text_attribute!r}: the vlm template holds it as 'language_model'")
+    if tiling and tiling not in TILED:
+        gaps.append(
+            f"images tiled at several resolutions ({tiling}): the vlm template tiles by image_grid_pinpoints only"
+        )
+    counted = {part for part, count in code.part_layers if count is not None}
+    for part in sorted({r.layers for r in rows if r.layers != "all" and r.layers not in counted}):
+        gaps.append(f"the layers of {part}: no config field counts them")
+    for name, shape in code.own_parameters:
+        if shape is None:
+            gaps.append(f"parameter {name} of the multimodal model has a shape no config size gives")
+    for name in code.unsettled:
+        gaps.append(f"attribute {name} of the multimodal model is set by code other than a config field")
+    if not checks:
+        gaps.append("the family's merge of image features has no image-token count to check against the prompt")
+    if pixel_layout == "stacked" and "perceiver_config" not in spec.tiny_config:
+        gaps.append("stacked images without a perceiver resampler: the tokens per image are not derived")
+    pipeline = (
+        dict(fields["capabilities"]).get("supports_pp", False)
+        and pixel_layout in PIPELINE_LAYOUTS
+        and code.text_attribute == "language_model"
+        and not fields["attention"].mrope
+        and not isinstance(text, moe.MoeLayout)
+    )
+    vision = dataclasses.replace(vision, pipeline=pipeline)
     fields.update(
         tensors=tuple(rows),
         classes=classes,
@@ -284,9 +369,9 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         router=text.router if isinstance(text, moe.MoeLayout) else "",
         embedding=f"{in_model}embed_tokens.weight",
         text_config="config.text_config",
-        capabilities=dense.CAPABILITIES,
+        capabilities=dense.capabilities(supports_pp=pipeline),
         tensor_parallel=(),  # the text plan's paths are the causal LM's; the vision tower has none yet
-        multi_process=False,
+        multi_process=True,
         recipe_run=False,
         reference_class=spec.hf["model_class"],
         reference_alias=f"HF{spec.hf['model_class']}",

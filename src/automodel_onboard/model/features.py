@@ -522,8 +522,9 @@ def moe_features(
     )
 
 
-# Fields that tile each image at several resolutions (any-resolution images).
-TILING_FIELDS = ("image_grid_pinpoints", "vision_aspect_ratio")
+# Fields that tile each image at several resolutions (any-resolution images), the more specific first: LLaVA-OneVision
+# caps the tile count (vision_aspect_ratio) on top of LLaVA-NeXT's grid (image_grid_pinpoints).
+TILING_FIELDS = ("vision_aspect_ratio", "image_grid_pinpoints")
 
 
 def vision_features(raw: Mapping[str, Any], vision_key: str, probes: Any = None) -> Vision:

@@ -72,6 +72,20 @@ class MultimodalCode:
     # frequencies): transformers builds them in float32 whatever the dtype, so a cast must leave them.
     computed_tables: tuple[str, ...] = ()
     vision_model_type: str | None = None  # the vision config class's, which config.json may leave out
+    # Parameters of the multimodal model itself (LLaVA-NeXT's image_newline): (name, each dimension as a config
+    # expression, None where no config size gives it).
+    own_parameters: tuple[tuple[str, tuple[str, ...] | None], ...] = ()
+    # Plain attributes its __init__ sets from the config (Idefics2's ``self.image_seq_len = config.perceiver_config.
+    # resampler_n_latents``), read from the class's source: (name, the expression over ``config``).
+    settings: tuple[tuple[str, str], ...] = ()
+    unsettled: tuple[str, ...] = ()  # plain attributes it holds that no such assignment gives
+    uses_dtype: bool = False  # its methods read ``self.dtype`` (a PreTrainedModel property)
+    # Each non-text part's layer count as a config expression (None where no count field gives it), for the parts
+    # with lists of layers: the vision tower's, a perceiver resampler's.
+    part_layers: tuple[tuple[str, str | None], ...] = ()
+    # A part that is a model of the family itself (Idefics2's vision transformer): its ``_init_weights`` is the
+    # family's, which also knows the other parts' own tensors (a resampler's latents).
+    family_initialiser: str | None = None
 
 
 @dataclass(frozen=True)
@@ -357,6 +371,8 @@ def _probe(model: Any, config: Any, checkpoint_names: tuple[str, ...]) -> Probes
 
 
 TEXT_ATTRIBUTES = ("language_model", "text_model")
+# Config fields that count a part's layers (a vision tower's, a resampler's).
+LAYER_COUNTS = ("num_hidden_layers", "depth", "num_layers", "resampler_depth")
 
 
 def _class_ref(obj: Any) -> ClassRef:
@@ -378,6 +394,8 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
     """The parts of an image-text reference's inner model, and what its class defines to join them."""
     import inspect
 
+    import torch
+
     inner = getattr(model, "model", None)
     children = dict(inner.named_children()) if inner is not None else {}
     text = next((a for a in TEXT_ATTRIBUTES if a in children), None)
@@ -386,7 +404,11 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
     cls = type(inner)
     methods = tuple(k for k, v in vars(cls).items() if inspect.isfunction(v) and not k.startswith("_"))
     base = set(vars(children[text]))  # what every transformers model holds; the rest is this class's own state
-    state = tuple(k for k, v in vars(inner).items() if v is None and k not in base and not k.startswith("_"))
+    settings = _config_settings(cls)
+    own_state = {k: v for k, v in vars(inner).items() if k not in base and not k.startswith("_")}
+    state = tuple(k for k, v in own_state.items() if v is None and k not in dict(settings))
+    plain = (bool, int, float, str)
+    unsettled = tuple(k for k, v in own_state.items() if isinstance(v, plain) and k not in dict(settings))
     config = model.config
     subconfigs = {attr: getattr(config, attr) for attr in getattr(config, "sub_configs", {}) if hasattr(config, attr)}
 
@@ -397,13 +419,49 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
 
     parts = tuple((a, _class_ref(m), built_from(m)) for a, m in children.items() if a != text)
     vision = subconfigs.get("vision_config")
+    sizes = {
+        "config.text_config.hidden_size": getattr(config.get_text_config(), "hidden_size", None),
+        "config.vision_config.hidden_size": getattr(vision, "hidden_size", None),
+    }
+
+    def dimensions(shape: tuple[int, ...]) -> tuple[str, ...] | None:
+        found = [next((expr for expr, size in sizes.items() if size == d), None) for d in shape]
+        return None if None in found else tuple(str(f) for f in found)
+
+    own = tuple((n, dimensions(tuple(p.shape))) for n, p in inner.named_parameters(recurse=False))
+    counts: dict[str, list[int]] = {}
+    for attr in subconfigs:
+        for field in LAYER_COUNTS:
+            value = getattr(subconfigs[attr], field, None)
+            if (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and subconfigs[attr] is not config.get_text_config()
+            ):
+                counts.setdefault(f"config.{attr}.{field}", []).append(value)
+
+    def layer_count(part: Any) -> str | None:
+        lengths = {len(m) for m in part.modules() if isinstance(m, torch.nn.ModuleList)}
+        if len(lengths) != 1:
+            return None
+        found = [expr for expr, values in counts.items() if values == [*lengths]]
+        return found[0] if len(found) == 1 else None
+
+    family = next((k for k in type(inner).__mro__[1:] if "_init_weights" in vars(k)), None)
+    generic = family is None or family.__module__ == "transformers.modeling_utils"
+    initialiser = next((a for a, m in children.items() if a != text and not generic and isinstance(m, family)), None)
+    part_layers = tuple(
+        (a, layer_count(m))
+        for a, m in children.items()
+        if a != text and any(isinstance(x, torch.nn.ModuleList) for x in m.modules())
+    )
     inputs = tuple((a, tuple(inspect.signature(m.forward).parameters)) for a, m in children.items() if a != text)
     image_inputs: tuple[str, ...] = ()
     if "get_image_features" in vars(cls):
         parameters = list(inspect.signature(vars(cls)["get_image_features"]).parameters.values())[2:]
         image_inputs = tuple(p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD)
     prefixes = []
-    for group in [f"model.{a}." for a in children]:
+    for group in [f"model.{a}." for a in children] + [f"model.{n}" for n, _ in own]:
         name = next((n for n in model.state_dict() if n.startswith(group)), None)
         pair = _prefix_pair(name, checkpoint_names) if name is not None else None
         if pair is not None and group.startswith(pair[0]):
@@ -417,6 +475,12 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
         text_config=_class_ref(config.get_text_config()),
         vision_config=_class_ref(vision) if vision is not None else None,
         vision_model_type=getattr(vision, "model_type", None) if vision is not None else None,
+        own_parameters=own,
+        settings=settings,
+        unsettled=unsettled,
+        uses_dtype="self.dtype" in _source(cls),
+        part_layers=part_layers,
+        family_initialiser=initialiser,
         parts=parts,
         part_inputs=inputs,
         methods=methods,
@@ -435,6 +499,43 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
             )
         ),
     )
+
+
+def _source(obj: Any) -> str:
+    import inspect
+
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def _config_settings(cls: type) -> tuple[tuple[str, str], ...]:
+    """``self.NAME = config.a.b`` (or ``self.config.a.b``) assignments in ``cls.__init__``: (NAME, "config.a.b")."""
+    import ast
+    import textwrap
+
+    source = _source(vars(cls).get("__init__"))
+    if not source:
+        return ()
+    found = []
+    for node in ast.walk(ast.parse(textwrap.dedent(source))):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+            continue
+        target, chain, value = node.targets[0], [], node.value
+        while isinstance(value, ast.Attribute):
+            chain.insert(0, value.attr)
+            value = value.value
+        is_self = isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self"
+        if not is_self or not isinstance(value, ast.Name) or not chain:
+            continue
+        if value.id == "self" and chain[0] == "config":
+            chain = chain[1:]
+        elif value.id != "config":
+            continue
+        if chain:
+            found.append((target.attr, ".".join(["config", *chain])))
+    return tuple(found)
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -10,6 +10,7 @@ so sub-config layouts (DBRX's ``attn_config``/``ffn_config``, nested ``text_conf
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -206,6 +207,21 @@ def _shrink_vision(node: dict[str, Any], text_hidden: int, real_text_hidden: int
         node["num_image_tokens"] = 16
 
 
+def _shrink_tiles(tiny: dict[str, Any], image_size: Any) -> None:
+    """Any-resolution grids (``image_grid_pinpoints``) in tiles of the tiny image size: each resolution is a whole
+    number of tiles of the real tower's size, which is their greatest common divisor."""
+    grid = tiny.get("image_grid_pinpoints")
+    sizes = (
+        [v for pair in grid for v in pair]
+        if isinstance(grid, (list, tuple)) and all(isinstance(p, (list, tuple)) for p in grid)
+        else []
+    )
+    if not isinstance(image_size, int) or not sizes or not all(isinstance(v, int) and v > 0 for v in sizes):
+        return
+    tile = math.gcd(*sizes)
+    tiny["image_grid_pinpoints"] = [[v // tile * image_size for v in pair] for pair in grid]
+
+
 def tiny_config(raw: Mapping[str, Any], features: Features, *, text_key: str, vision_key: str | None) -> dict[str, Any]:
     """The tiny config as a JSON-able dict in the same layout as ``raw``."""
     tiny = copy.deepcopy(dict(raw))
@@ -232,6 +248,7 @@ def tiny_config(raw: Mapping[str, Any], features: Features, *, text_key: str, vi
             tiny["projection_dim"] = hidden
         if "mm_tokens_per_image" in tiny:
             tiny["mm_tokens_per_image"] = 4
+        _shrink_tiles(tiny, vision.get("image_size"))
     if isinstance(tiny.get("perceiver_config"), dict):
         tiny["perceiver_config"].update(
             {
