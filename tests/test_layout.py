@@ -509,9 +509,16 @@ def test_moe_declares_no_dense_parallelism_yet(spec):
     ],
 )
 def test_vlm_pipeline_stages_only_where_nemo_can_stage_the_images(spec, name, pipeline):
+    """Tensor parallelism shards the text model under its place in the multimodal model; pipeline stages only where
+    NeMo's VLM path carries the images."""
     vlm = spec(name, kind="vlm")["layout"]
-    assert vlm["multi_process"] and vlm["tensor_parallel"] == []
-    assert _declared(vlm) == ({"supports_pp"} if pipeline else set())
+    text = f"model.{vlm['vision']['text_attribute']}."
+    plan = dict(vlm["tensor_parallel"])
+    assert (
+        vlm["multi_process"] and plan[text + "embed_tokens"] == "vocab_embedding" and plan["lm_head"] == "vocab_colwise"
+    )
+    assert all(path == "lm_head" or path.startswith(text) for path in plan)
+    assert _declared(vlm) == ({"supports_tp", "supports_pp"} if pipeline else {"supports_tp"})
     assert vlm["vision"]["pipeline"] is pipeline
     assert vlm["vision"]["grid_input"] == {"mistral-community__pixtral-12b.json": "image_sizes"}.get(
         name, "image_grid_thw" if "Qwen" in name else ("image_sizes" if "llava" in name else None)

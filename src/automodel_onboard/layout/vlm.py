@@ -356,6 +356,13 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         and not isinstance(text, moe.MoeLayout)
     )
     vision = dataclasses.replace(vision, pipeline=pipeline)
+    # The text model's plan under its place in the multimodal model; the vision tower and projector stay whole on
+    # every rank (each computes the same image features).
+    plan = (
+        ()
+        if isinstance(text, moe.MoeLayout)
+        else tuple((_moved(p, in_model, "lm_head."), s) for p, s in text.tensor_parallel)
+    )
     fields.update(
         tensors=tuple(rows),
         classes=classes,
@@ -369,8 +376,8 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         router=text.router if isinstance(text, moe.MoeLayout) else "",
         embedding=f"{in_model}embed_tokens.weight",
         text_config="config.text_config",
-        capabilities=dense.capabilities(supports_pp=pipeline),
-        tensor_parallel=(),  # the text plan's paths are the causal LM's; the vision tower has none yet
+        capabilities=dense.capabilities(supports_tp=bool(plan), supports_pp=pipeline),
+        tensor_parallel=plan,
         multi_process=True,
         recipe_run=False,
         reference_class=spec.hf["model_class"],
