@@ -494,9 +494,14 @@ def test_scaled_embeddings_or_logits_rule_out_nemo_pipeline_stages():
     assert _declared(layout) == {"supports_tp", "supports_cp"}
 
 
-def test_moe_declares_no_dense_parallelism_yet(spec):
+def test_moe_runs_pipeline_stages_in_its_own_forward(spec):
+    """The MoE kind: FSDP2 and pipeline stages tested across processes, the stages in the model's own stage-aware
+    forward (as NeMo's MoE models run theirs); no stages with MTP layers past the decoder's (GLM-4.5)."""
     moe = spec("Qwen__Qwen3-235B-A22B.json", kind="moe")["layout"]
-    assert _declared(moe) == {"supports_ep"} and moe["tensor_parallel"] == [] and not moe["multi_process"]
+    assert _declared(moe) == {"supports_ep", "supports_pp"} and moe["tensor_parallel"] == []
+    assert moe["multi_process"] and moe["stage_aware"]
+    glm = spec("zai-org__GLM-4.5.json", kind="moe")["layout"]
+    assert _declared(glm) == {"supports_ep"} and glm["multi_process"] and not glm["stage_aware"]
 
 
 @pytest.mark.parametrize(
@@ -512,6 +517,7 @@ def test_vlm_pipeline_stages_only_where_nemo_can_stage_the_images(spec, name, pi
     """Tensor parallelism shards the text model under its place in the multimodal model; pipeline stages only where
     NeMo's VLM path carries the images."""
     vlm = spec(name, kind="vlm")["layout"]
+    assert vlm["stage_aware"] is pipeline
     text = f"model.{vlm['vision']['text_attribute']}."
     plan = dict(vlm["tensor_parallel"])
     assert (

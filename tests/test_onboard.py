@@ -276,7 +276,7 @@ def test_plain_copier_copy_checks_renders_and_registers(checkout):
 
 
 def test_replace_refuses_to_take_parallelisms_away(checkout):
-    """NeMo AutoModel's Qwen3-MoE declares context and pipeline parallelism, which the generated MoE model does not."""
+    """NeMo AutoModel's Qwen3-MoE declares context parallelism, which the generated MoE model does not."""
     before = snapshot(checkout)
     request = onboard.Request(
         model=str(CONFIGS / "Qwen__Qwen3-235B-A22B.json"), dest=checkout, name="moe_gen", replace=True, verify=False
@@ -285,13 +285,11 @@ def test_replace_refuses_to_take_parallelisms_away(checkout):
         onboard.new(request)
     replaced = "nemo_automodel.components.models.qwen3_moe.model.Qwen3MoeForCausalLM"
     assert info.value.code == "fewer-capabilities"
-    assert f"would not declare supports_cp and supports_pp, which {replaced} declares" in info.value.what
+    assert f"would not declare supports_cp, which {replaced} declares" in info.value.what
     assert "drop --replace" in info.value.fix and "--allow-fewer-capabilities" in info.value.fix
     assert snapshot(checkout) == before
     report = onboard.new(dataclasses.replace(request, allow_fewer_capabilities=True))
-    assert f"runs of Qwen3MoeForCausalLM lose supports_cp and supports_pp, which {replaced} declares" in (
-        report.warnings
-    )
+    assert f"runs of Qwen3MoeForCausalLM lose supports_cp, which {replaced} declares" in (report.warnings)
 
 
 def test_replacing_qwen3_keeps_every_parallelism_it_declares(checkout):

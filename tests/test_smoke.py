@@ -159,6 +159,35 @@ def test_refusals_are_rows(pristine, tmp_path):
     assert "partial rotary" in phi.notes
 
 
+def test_synthetic_rows_left_out_of_the_run_are_not_compared(monkeypatch, tmp_path):
+    """CI runs the synthetic matrix in the test suite and render-all over the fixtures (--synthetic none): the expected
+    synthetic rows are not missing then, while a fixture row that went missing still fails."""
+    synthetic = smoke.Row("synthetic/llama-mqa", "synthetic", "dense", "passed", None, None)
+    assert smoke.was_asked(synthetic, None) and smoke.was_asked(synthetic, ["llama-mqa"])
+    assert not smoke.was_asked(synthetic, []) and not smoke.was_asked(synthetic, ["llama-tied"])
+    assert smoke.was_asked(row("a", "passed"), [])
+    expected = tmp_path / "expected.json"
+    expected.write_text(json.dumps(smoke.to_json(report(row("a", "passed"), row("b", "passed"), synthetic))))
+    parser = argparse.ArgumentParser()
+    smoke.add_render_all_parser(parser.add_subparsers(dest="command"))
+    codes, outputs = {}, {}
+    for name, canned in {
+        "fixtures": report(row("a", "passed"), row("b", "passed")),
+        "one gone": report(row("a", "passed")),
+    }.items():
+        monkeypatch.setattr(smoke, "render_all", lambda cases, jobs, progress, canned=canned: canned)
+        args = parser.parse_args(
+            ["render-all", "--configs", str(tmp_path), "--synthetic", "none", "--report", str(tmp_path / "r")]
+            + ["--expected", str(expected)]
+        )
+        out = io.StringIO()
+        codes[name] = smoke.cmd_render_all(args, out, io.StringIO())
+        outputs[name] = out.getvalue()
+    assert codes == {"fixtures": 0, "one gone": 1}
+    assert "not compared: 1 synthetic rows" in outputs["fixtures"]
+    assert "b [dense]: passed -> (missing)" in outputs["one gone"]
+
+
 def test_the_command_fails_on_a_regression_only(monkeypatch, tmp_path):
     expected = tmp_path / "expected.json"
     expected.write_text(json.dumps(smoke.to_json(report(row("a", "passed"), row("b", "failed")))))

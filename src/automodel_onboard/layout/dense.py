@@ -52,12 +52,9 @@ TEXT_SYMBOLS: tuple[tuple[str, str], ...] = (
     (TIED_WEIGHTS, "TieSupport"),
     ("nemo_automodel.shared.utils", "dtype_from_str"),
 )
-# What the dense kind's parallelization.py and its multi-process and recipe-run tests import besides.
-NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
-    *TEXT_SYMBOLS,
+# What a parallelization.py and the multi-process tests import (every kind has them).
+PARALLEL_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel._transformers.infrastructure", "parallelize_for_pp"),
-    ("nemo_automodel.cli.utils", "resolve_recipe_name"),
-    ("nemo_automodel.components.config._arg_parser", "parse_args_and_load_config"),
     ("nemo_automodel.components.distributed", "ModelParallelizer"),
     ("nemo_automodel.components.distributed.config", "FSDP2Config"),
     ("nemo_automodel.components.distributed.context_parallel", "ContextParallelSharder"),
@@ -68,6 +65,13 @@ NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel.components.distributed.parallel_styles", "ReplicatedWithGradAllReduce"),
     ("nemo_automodel.components.distributed.pipelining", "AutoPipeline"),
     ("nemo_automodel.components.distributed.tp_replicas", "synchronize_tp_replica_gradients"),
+)
+# What the dense kind imports besides: the recipe-run test.
+NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
+    *TEXT_SYMBOLS,
+    *PARALLEL_SYMBOLS,
+    ("nemo_automodel.cli.utils", "resolve_recipe_name"),
+    ("nemo_automodel.components.config._arg_parser", "parse_args_and_load_config"),
     ("nemo_automodel.components.launcher.interactive", "resolve_recipe_cls"),
     ("nemo_automodel.recipes.llm.train_ft", "TrainFinetuneRecipeForNextTokenPrediction"),
 )
@@ -276,6 +280,9 @@ class DenseLayout:
     tensor_parallel: tuple[tuple[str, str], ...] = ()
     # The generated suite trains a step under FSDP2 and each declared parallelism on two processes.
     multi_process: bool = False
+    # The model's own forwards run pipeline stages (NeMo's MoE and VLM pattern): a stage holds some layers by index,
+    # the first the embedding, the last the norm and head.
+    stage_aware: bool = False
     # The generated suite runs the example recipe through NeMo AutoModel's own fine-tuning recipe (on a tiny
     # checkpoint the transformers reference writes).
     recipe_run: bool = False

@@ -20,11 +20,13 @@ from automodel_onboard.layout.checkpoint import CheckpointTensor, TensorTable
 from automodel_onboard.layout.common import Import, without
 from automodel_onboard.layout.dense import (
     IMPLEMENTED_TRAITS,
+    PARALLEL_SYMBOLS,
     TENSORS,
     TEXT_SYMBOLS,
     DenseLayout,
     capabilities,
     decoder_fields,
+    pipeline_parallel,
     reference_fields,
 )
 from automodel_onboard.model.features import Moe
@@ -40,6 +42,7 @@ MOE_PARALLELIZER = "nemo_automodel.components.moe.parallelizer"
 NEMO_UTILS = "nemo_automodel.components.models.common.utils"
 NEMO_MOE_SYMBOLS: tuple[tuple[str, str], ...] = (
     *TEXT_SYMBOLS,
+    *PARALLEL_SYMBOLS,
     (NEMO_UTILS, "cast_model_to_dtype"),
     (MOE_CONFIG, "MoEConfig"),
     (MOE_LAYERS, "MoE"),
@@ -155,8 +158,6 @@ class MoeLayout(DenseLayout):
 
 # What only transformers' PreTrainedModel pattern imports (the MoE kind's classes are plain modules).
 TRANSFORMERS_MODEL_ONLY = frozenset({"GenerationMixin", "PreTrainedModel", "can_return_tuple"})
-# The MoE kind's declared capabilities: expert parallelism is NeMo's MoE layer's, and the generated suite runs it.
-MOE_CAPABILITIES = capabilities(supports_ep=True)
 # NeMo's router for each family score function: (MoEConfig.score_func, the reference projects in float32).
 SCORE_FUNCS: Mapping[str, tuple[str, bool]] = MappingProxyType(
     {
@@ -323,6 +324,10 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> MoeLayout | Non
                 dataclasses.replace(c, reference=block) if c.label == "mlp" else c for c in fields["compared_modules"]
             )
     mtp = "multi_token_prediction" in {t.key for t in spec.features.traits}
+    # Expert parallelism is NeMo's MoE layer's, and the generated suite runs it. Pipeline stages run the model's own
+    # forward, as NeMo's MoE models run theirs; not with extra MTP layers past the decoder's, which NeMo's
+    # splitter would count among them.
+    pipeline = pipeline_parallel(spec, fields) and not mtp
     return MoeLayout(
         **fields,
         moe_args=args,
@@ -332,5 +337,7 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> MoeLayout | Non
         correction_bias=correction,
         mtp_layers=_attr("mtp_layers", declared) if mtp else None,
         nemo_native=True,
-        capabilities=MOE_CAPABILITIES,
+        capabilities=capabilities(supports_ep=True, supports_pp=pipeline),
+        multi_process=True,
+        stage_aware=pipeline,
     )

@@ -27,6 +27,10 @@ NEMO_VLM_SYMBOLS: tuple[tuple[str, str], ...] = (
     *(s for s in dense.TEXT_SYMBOLS if s != ("nemo_automodel", "NeMoAutoModelForCausalLM")),
     ("nemo_automodel", "NeMoAutoModelForImageTextToText"),
     (moe.NEMO_UTILS, "cast_model_to_dtype"),
+    *dense.PARALLEL_SYMBOLS,
+    # The pipeline test sends the images as NeMo's VLM recipe does.
+    ("nemo_automodel.components.datasets.vlm.pp_media", "prepare_vlm_media_for_pp"),
+    ("nemo_automodel.components.datasets.vlm.pp_media", "stage_vlm_media_for_pp"),
 )
 # Traits the VLM kind builds beyond its text kind's: multimodal RoPE (position grids per image, Qwen2-VL's).
 VLM_TRAITS = frozenset({"mrope"})
@@ -379,6 +383,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         capabilities=dense.capabilities(supports_tp=bool(plan), supports_pp=pipeline),
         tensor_parallel=plan,
         multi_process=True,
+        stage_aware=pipeline,
         recipe_run=False,
         reference_class=spec.hf["model_class"],
         reference_alias=f"HF{spec.hf['model_class']}",
