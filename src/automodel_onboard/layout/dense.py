@@ -52,24 +52,28 @@ TEXT_SYMBOLS: tuple[tuple[str, str], ...] = (
     (TIED_WEIGHTS, "TieSupport"),
     ("nemo_automodel.shared.utils", "dtype_from_str"),
 )
-# What a parallelization.py and the multi-process tests import (every kind has them).
-PARALLEL_SYMBOLS: tuple[tuple[str, str], ...] = (
+# What the multi-process tests import (every kind has them).
+MULTI_PROCESS_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel._transformers.infrastructure", "parallelize_for_pp"),
-    ("nemo_automodel.components.distributed", "ModelParallelizer"),
     ("nemo_automodel.components.distributed.config", "FSDP2Config"),
-    ("nemo_automodel.components.distributed.context_parallel", "ContextParallelSharder"),
     ("nemo_automodel.components.distributed.mesh", "MeshContext"),
     ("nemo_automodel.components.distributed.mesh", "ParallelismSizes"),
     ("nemo_automodel.components.distributed.model_parallelizer", "parallelize_model"),
-    ("nemo_automodel.components.distributed.optimized_tp_plans", "VocabParallelEmbedding"),
-    ("nemo_automodel.components.distributed.parallel_styles", "ReplicatedWithGradAllReduce"),
     ("nemo_automodel.components.distributed.pipelining", "AutoPipeline"),
     ("nemo_automodel.components.distributed.tp_replicas", "synchronize_tp_replica_gradients"),
 )
-# What the dense kind imports besides: the recipe-run test.
+# What a parallelization.py imports (the kinds with a tensor-parallel plan).
+TENSOR_PARALLEL_SYMBOLS: tuple[tuple[str, str], ...] = (
+    ("nemo_automodel.components.distributed", "ModelParallelizer"),
+    ("nemo_automodel.components.distributed.optimized_tp_plans", "VocabParallelEmbedding"),
+)
+# What the dense kind imports: its plans' q/k-norm style, the context-parallel test and the recipe-run test besides.
 NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
     *TEXT_SYMBOLS,
-    *PARALLEL_SYMBOLS,
+    *MULTI_PROCESS_SYMBOLS,
+    *TENSOR_PARALLEL_SYMBOLS,
+    ("nemo_automodel.components.distributed.parallel_styles", "ReplicatedWithGradAllReduce"),  # per-head q/k norms
+    ("nemo_automodel.components.distributed.context_parallel", "ContextParallelSharder"),
     ("nemo_automodel.cli.utils", "resolve_recipe_name"),
     ("nemo_automodel.components.config._arg_parser", "parse_args_and_load_config"),
     ("nemo_automodel.components.launcher.interactive", "resolve_recipe_cls"),

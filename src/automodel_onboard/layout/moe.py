@@ -20,7 +20,7 @@ from automodel_onboard.layout.checkpoint import CheckpointTensor, TensorTable
 from automodel_onboard.layout.common import Import, without
 from automodel_onboard.layout.dense import (
     IMPLEMENTED_TRAITS,
-    PARALLEL_SYMBOLS,
+    MULTI_PROCESS_SYMBOLS,
     TENSORS,
     TEXT_SYMBOLS,
     DenseLayout,
@@ -42,7 +42,7 @@ MOE_PARALLELIZER = "nemo_automodel.components.moe.parallelizer"
 NEMO_UTILS = "nemo_automodel.components.models.common.utils"
 NEMO_MOE_SYMBOLS: tuple[tuple[str, str], ...] = (
     *TEXT_SYMBOLS,
-    *PARALLEL_SYMBOLS,
+    *MULTI_PROCESS_SYMBOLS,
     (NEMO_UTILS, "cast_model_to_dtype"),
     (MOE_CONFIG, "MoEConfig"),
     (MOE_LAYERS, "MoE"),

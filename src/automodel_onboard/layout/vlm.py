@@ -27,7 +27,8 @@ NEMO_VLM_SYMBOLS: tuple[tuple[str, str], ...] = (
     *(s for s in dense.TEXT_SYMBOLS if s != ("nemo_automodel", "NeMoAutoModelForCausalLM")),
     ("nemo_automodel", "NeMoAutoModelForImageTextToText"),
     (moe.NEMO_UTILS, "cast_model_to_dtype"),
-    *dense.PARALLEL_SYMBOLS,
+    *dense.MULTI_PROCESS_SYMBOLS,
+    *dense.TENSOR_PARALLEL_SYMBOLS,
     # The pipeline test sends the images as NeMo's VLM recipe does.
     ("nemo_automodel.components.datasets.vlm.pp_media", "prepare_vlm_media_for_pp"),
     ("nemo_automodel.components.datasets.vlm.pp_media", "stage_vlm_media_for_pp"),
