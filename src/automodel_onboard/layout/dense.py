@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from automodel_onboard.layout import checkpoint
-from automodel_onboard.layout.checkpoint import CheckpointTensor, TensorTable
+from automodel_onboard.layout.checkpoint import LAYER, CheckpointTensor, TensorTable
 from automodel_onboard.layout.common import (
     NEMO_COMMON,
     AttentionLayout,
@@ -287,6 +287,7 @@ class DenseLayout:
     # The model's own forwards run pipeline stages (NeMo's MoE and VLM pattern): a stage holds some layers by index,
     # the first the embedding, the last the norm and head.
     stage_aware: bool = False
+    parallel_probe: str = ""  # a layer-0 weight the multi-process tests read each rank's share of rows from
     # The generated suite runs the example recipe through NeMo AutoModel's own fine-tuning recipe (on a tiny
     # checkpoint the transformers reference writes).
     recipe_run: bool = False
@@ -345,7 +346,16 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> DenseLayout | N
         capabilities=verified,
         multi_process=True,
         recipe_run=spec.hf is not None,
+        parallel_probe=parallel_probe(fields["tensors"]),
     )
+
+
+def parallel_probe(tensors: tuple[CheckpointTensor, ...]) -> str:
+    """Layer 0's query projection, split by rows under FSDP2 and tensor parallelism alike; the output projection
+    where latent attention has no query projection."""
+    names = {t.nemo for t in tensors}
+    found = (f"model.layers.{LAYER}.self_attn.{leaf}.weight" for leaf in ("q_proj", "o_proj"))
+    return next((name for name in found if name in names), "").replace(LAYER, "0")
 
 
 def _supports_sdpa(inventory: Any) -> bool:

@@ -26,6 +26,7 @@ from automodel_onboard.layout.dense import (
     DenseLayout,
     capabilities,
     decoder_fields,
+    parallel_probe,
     pipeline_parallel,
     reference_fields,
 )
@@ -340,4 +341,5 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> MoeLayout | Non
         capabilities=capabilities(supports_ep=True, supports_pp=pipeline),
         multi_process=True,
         stage_aware=pipeline,
+        parallel_probe=parallel_probe(fields["tensors"]),
     )

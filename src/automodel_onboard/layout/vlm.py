@@ -290,6 +290,13 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         code.text_attribute,
     )
     aliases = tuple((nemo, attr) for nemo, attr in zip(NEMO_NAMES, family_names, strict=True) if attr and nemo != attr)
+    pipeline = (
+        dict(fields["capabilities"]).get("supports_pp", False)
+        and pixel_layout in PIPELINE_LAYOUTS
+        and code.text_attribute == "language_model"
+        and not fields["attention"].mrope
+        and not isinstance(text, moe.MoeLayout)
+    )
     vision = VisionLayout(
         config_class=spec.hf["config_class"],
         reference_model=Import(code.model.module, (code.model.name,)),
@@ -312,6 +319,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         uses_dtype=code.uses_dtype,
         checked_merge=checked_merge,
         aliases=aliases,
+        pipeline=pipeline,
         grid_input=next((name for name in GRID_INPUTS if name in code.image_inputs), None),
         family_initialised=tuple(p.attribute for p in parts if not p.initialises_itself and code.family_initialiser),
         initialiser=code.family_initialiser,
@@ -353,14 +361,6 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         gaps.append("the family's merge of image features has no image-token count to check against the prompt")
     if pixel_layout == "stacked" and "perceiver_config" not in spec.tiny_config:
         gaps.append("stacked images without a perceiver resampler: the tokens per image are not derived")
-    pipeline = (
-        dict(fields["capabilities"]).get("supports_pp", False)
-        and pixel_layout in PIPELINE_LAYOUTS
-        and code.text_attribute == "language_model"
-        and not fields["attention"].mrope
-        and not isinstance(text, moe.MoeLayout)
-    )
-    vision = dataclasses.replace(vision, pipeline=pipeline)
     # The text model's plan under its place in the multimodal model; the vision tower and projector stay whole on
     # every rank (each computes the same image features).
     plan = (
@@ -385,6 +385,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         tensor_parallel=plan,
         multi_process=True,
         stage_aware=pipeline,
+        parallel_probe=_moved(fields["parallel_probe"], in_model, "lm_head."),
         recipe_run=False,
         reference_class=spec.hf["model_class"],
         reference_alias=f"HF{spec.hf['model_class']}",
