@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, registry_excerpt
+from conftest import ROOT, load_config, registry_excerpt
 
 from automodel_onboard.destination.checkout import REGISTRY
 
@@ -119,19 +119,61 @@ def test_the_demo_script_onboards_the_bundled_example_and_passes():
     assert (ROOT / "build" / "demo" / "nemo_automodel" / "components" / "models" / "qwen3_onboarded").is_dir()
 
 
-def test_failing_generated_tests_exit_1_and_name_the_divergence(checkout, tmp_path):
-    """Gemma's embedding scaling is invisible in its config: the parity tests fail, and `new` says where (exit 1)."""
-    from conftest import CONFIGS
+QUIRK_CONFIGURATION = """
+from transformers import LlamaConfig
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    gemma = CONFIGS / "google__gemma-7b.json"
+
+class QuirkConfig(LlamaConfig):
+    model_type = "quirk"
+"""
+# A habit of the code that neither the config nor the parameters show: every MLP runs tanh, whatever hidden_act says.
+QUIRK_MODELING = """
+import torch
+from transformers import LlamaForCausalLM
+
+from .configuration_quirk import QuirkConfig
+
+
+class QuirkForCausalLM(LlamaForCausalLM):
+    config_class = QuirkConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        for layer in self.model.layers:
+            layer.mlp.act_fn = torch.nn.Tanh()
+"""
+
+
+def test_failing_generated_tests_exit_1_and_name_the_divergence(checkout, tmp_path):
+    """What running the reference does not measure is left to the parity tests: they fail, and `new` says where."""
+    folder = tmp_path / "quirk"
+    folder.mkdir()
+    (folder / "configuration_quirk.py").write_text(QUIRK_CONFIGURATION.lstrip())
+    (folder / "modeling_quirk.py").write_text(QUIRK_MODELING.lstrip())
+    config = {
+        **load_config("meta-llama__Llama-3.2-3B.json"),
+        "model_type": "quirk",
+        "architectures": ["QuirkForCausalLM"],
+        "auto_map": {
+            "AutoConfig": "configuration_quirk.QuirkConfig",
+            "AutoModelForCausalLM": "modeling_quirk.QuirkForCausalLM",
+        },
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "HF_MODULES_CACHE": str(tmp_path / "hf_modules"),
+    }
     done = subprocess.run(
-        [*CLI, "new", str(gemma), "--dest", str(checkout), "--name", "gemma_gen", "--replace"],
+        [*CLI, "new", str(folder), "--dest", str(checkout), "--name", "quirk_gen", "--trust-remote-code"],
         capture_output=True,
         text=True,
         env=env,
     )
-    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "generated tests: FAILED" in done.stdout
-    assert "first diverging layer: index 0 (0: embeddings" in done.stdout
-    assert f"next: cd {checkout} && python -m pytest tests/unit_tests/models/gemma_gen -x" in done.stdout
+    # The embeddings agree; the first decoder layer (its MLP) does not.
+    assert "first diverging layer: index 1 (0: embeddings" in done.stdout
+    assert f"next: cd {checkout} && python -m pytest tests/unit_tests/models/quirk_gen -x" in done.stdout

@@ -538,3 +538,49 @@ def test_a_window_on_every_layer_rules_out_nemo_pipeline_stages(spec):
     assert _declared(windowed) == {"supports_tp"}
     per_layer = spec("Qwen__Qwen2-0.5B.json")["layout"]
     assert per_layer["attention"]["sliding"] == "per_layer" and "supports_pp" in _declared(per_layer)
+
+
+def _case(case_id: str) -> dict:
+    from automodel_onboard.layout import matrix
+
+    (case,) = [c for c in matrix.DENSE if c.case_id == case_id]
+    return build_spec(case.config(), existing_models=frozenset()).to_dict()
+
+
+def test_gemma_habits_are_laid_out_from_what_the_reference_showed(spec):
+    """Gemma: the reference's own norm class (imported, started at zero) and the lookup scaled by sqrt(hidden)."""
+    gemma = spec("google__gemma-7b.json")["layout"]
+    assert gemma["gaps"] == []
+    assert (gemma["norm_class"], gemma["norm_identity"]) == ("GemmaRMSNorm", 0.0)
+    assert gemma["embedding_lookup_only"] is True
+    assert gemma["embedding_scale"] == "torch.tensor(config.hidden_size**0.5, dtype=inputs_embeds.dtype)"
+    assert {"module": "transformers.models.gemma.modeling_gemma", "names": ["GemmaRMSNorm"]} in gemma["model_imports"]
+    assert all("initialize_rms_norm_module" not in i["names"] for i in gemma["model_nemo_imports"])
+    # NeMo's stage forwards do not scale the embeddings.
+    assert _declared(gemma) == {"supports_tp", "supports_cp"}
+
+
+def test_gemma2_sandwich_norms_soft_caps_and_query_scale():
+    layout = _case("gemma2-softcaps-sandwich")
+    lay, tiny = layout["layout"], layout["tiny_config"]
+    assert lay["gaps"] == [] and lay["sandwich_norms"] is True
+    assert lay["attention"]["softcap"] is True and lay["logits_softcap"] == "config.final_logit_softcapping"
+    assert lay["attention"]["scaling"] == "config.query_pre_attn_scalar**-0.5"
+    assert lay["mlp"]["activation"] == "hidden_activation"
+    labels = {c["label"] for c in lay["compared_modules"]}
+    assert {"pre_feedforward_norm", "post_feedforward_norm"} <= labels
+    # Caps the tiny model's scores reach; ring attention runs SDPA, which has no caps; the stages cap no logits.
+    assert (tiny["attn_logit_softcapping"], tiny["final_logit_softcapping"]) == (0.05, 1.0)
+    assert _declared(lay) == {"supports_tp"}
+
+
+def test_gemma3_one_rope_per_layer_type():
+    lay = _case("gemma3-local-global-rope")["layout"]
+    assert lay["gaps"] == [] and lay["attention"]["rope_per_layer_type"] is True and lay["attention"]["qk_norm"]
+    assert lay["attention"]["softcap"] is False and lay["logits_softcap"] is None
+    assert _declared(lay) == {"supports_tp"}
+
+
+def test_gemma3_behind_a_vision_tower_stays_refused_with_its_habits_named(spec):
+    gaps = spec("google__gemma-3-12b-it.json", "vlm")["layout"]["gaps"]
+    assert any("(1 + weight)" in g for g in gaps) and any("sqrt(hidden_size)" in g for g in gaps), gaps

@@ -291,3 +291,31 @@ def test_classify_without_inventory_matches_labels():
         spec = build_spec(load_config(name), with_inventory=False)
         assert (spec.kind, spec.text_backbone) == (LABELS[name]["kind"], LABELS[name]["text_backbone"])
         assert spec.inventory is None and spec.inventory_absent_reason
+
+
+def test_code_only_habits_are_measured_on_the_reference(specs):
+    """Gemma's sqrt(hidden) embedding scaling and ``1 + weight`` norms show in neither config nor parameters: running
+    the tiny reference finds both, and where the scaling sits (the lookup only, not embeddings passed in)."""
+    gemma = specs("google__gemma-7b.json")
+    code = gemma.features.code
+    hidden = gemma.tiny_config["hidden_size"]
+    assert code.embedding_scale == pytest.approx(hidden**0.5, rel=1e-6) and code.inputs_scale == pytest.approx(1.0)
+    assert (code.norm.cls.module, code.norm.cls.name) == ("transformers.models.gemma.modeling_gemma", "GemmaRMSNorm")
+    assert (code.norm.offset, code.norm.identity, code.norm.uniform) == (1.0, 0.0, True)
+    assert {t.key for t in gemma.features.traits} == {"norm_offset", "embedding_normalizer"}
+    llama = specs("meta-llama__Llama-3.2-3B.json").features.code
+    assert (llama.embedding_scale, llama.inputs_scale) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert (llama.norm.offset, llama.norm.identity) == (0.0, 1.0)
+
+
+def test_a_scaling_by_no_config_field_is_a_trait_of_its_own():
+    from automodel_onboard.model import features
+    from automodel_onboard.model.behaviour import CodeFacts
+
+    base = build_spec(load_config("meta-llama__Llama-3.2-3B.json")).features
+    odd = features.with_code(base, CodeFacts(embedding_scale=3.0, inputs_scale=3.0, norm=None), {"hidden_size": 64})
+    assert [(t.key, t.description) for t in odd.traits] == [
+        ("embedding_scale", "embeddings scaled by 3 by no config field (measured)")
+    ]
+    lost = features.with_code(base, CodeFacts(float("nan"), 1.0, None), {"hidden_size": 64})
+    assert [t.key for t in lost.traits] == ["embedding_scale"]

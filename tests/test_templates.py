@@ -34,7 +34,7 @@ FIXTURES = {
         "llama2_gen": "meta-llama__Llama-2-7b-hf.json",
         "mistral_nemo_gen": "mistralai__Mistral-Nemo-Base-2407.json",
     },
-    "b": {"llama3_gen": "meta-llama__Llama-3.2-3B.json"},
+    "b": {"llama3_gen": "meta-llama__Llama-3.2-3B.json", "gemma_gen": "google__gemma-7b.json"},
     "c": {
         "qwen3_moe_gen": "Qwen__Qwen3-235B-A22B.json",
         "qwen2_moe_gen": "Qwen__Qwen2-57B-A14B.json",
@@ -62,8 +62,8 @@ def _synthetic(case: matrix.Synthetic) -> tuple[str, dict]:
 # (module name, config) per checkout: the real dense families and the whole dense synthetic matrix, split in two.
 SYNTHETIC = [_synthetic(case) for case in matrix.CASES["dense"]]
 SPLIT = {
-    "a": SYNTHETIC[:5],
-    "b": SYNTHETIC[5:],
+    "a": SYNTHETIC[:7],
+    "b": SYNTHETIC[7:],
     "c": [_synthetic(case) for case in matrix.CASES["moe"]],
     "d": [_synthetic(case) for case in matrix.CASES["vlm"]],
 }

@@ -116,6 +116,8 @@ class AttentionLayout:
     sinks: bool = False  # a learned sink logit per head joins each softmax (GPT-OSS)
     mrope: bool = False  # RoPE over (temporal, height, width) position grids, one section of the dims each
     half_tables: bool = False  # the RoPE tables hold one angle per rotated pair (dims i and i + D/2)
+    softcap: bool = False  # scores pass through ``tanh(s / cap) * cap`` (config.attn_logit_softcapping) before the mask
+    rope_per_layer_type: bool = False  # config.rope_parameters holds one RoPE per layer type (local and global)
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ def attention_layout(
         )
     elif "attention_multiplier" in traits and "attention_multiplier" in fields:
         scaling = "config.attention_multiplier"
+    elif "query_pre_attn_scalar" in traits and "query_pre_attn_scalar" in fields:
+        scaling = "config.query_pre_attn_scalar**-0.5"
     return AttentionLayout(
         head_dim=head_dim,
         biases=biases,
@@ -215,6 +219,8 @@ def attention_layout(
         sinks="attention_sinks" in traits and "self_attn.sinks" in layer0,
         mrope="mrope" in traits,
         half_tables=features.rope.half_tables,
+        softcap="attention_softcapping" in traits and "attn_logit_softcapping" in fields,
+        rope_per_layer_type="rope_per_layer_type" in traits and sliding == "per_layer",
     )
 
 
@@ -224,7 +230,7 @@ def mlp_layout(features: Features, layer0: frozenset[str]) -> MlpLayout:
     uniform = len(set(present)) == 1
     return MlpLayout(
         bias=f"config.{bias_attr}" if bias_attr and uniform else repr(any(present)),
-        activation="hidden_act",
+        activation=features.mlp.activation_attr,
     )
 
 

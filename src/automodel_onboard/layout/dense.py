@@ -10,6 +10,7 @@ build is a gap, and ``new`` refuses the model with the list.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,10 @@ from automodel_onboard.layout.common import (
     class_names,
     declared_config_fields,
     local_config,
+    merged,
     mlp_layout,
     trait_gaps,
+    without,
 )
 
 if TYPE_CHECKING:
@@ -86,6 +89,18 @@ NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
 IMPLEMENTED_TRAITS: frozenset[str] = frozenset(
     {"embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"}
 )
+# What the dense decoder builds besides (Gemma's habits), each verified by its generated suites: the reference's own
+# RMSNorm class where it scales by 1 + weight, embeddings scaled by sqrt(hidden_size), norms around both blocks'
+# outputs, soft-capped attention scores and logits, the query_pre_attn_scalar softmax scale, one RoPE per layer type.
+DENSE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {
+    "norm_offset",
+    "embedding_normalizer",
+    "sandwich_norms",
+    "attention_softcapping",
+    "logit_softcapping",
+    "query_pre_attn_scalar",
+    "rope_per_layer_type",
+}
 # Each scaling trait and the decoder layout field whose expression applies it.
 SCALINGS: tuple[tuple[str, str], ...] = (
     ("embedding_multiplier", "embedding_scale"),
@@ -125,6 +140,8 @@ TENSORS = TensorTable(
         ("self_attn.k_norm.weight", ("head_dim",)),
         ("self_attn.sinks", ("heads",)),
         ("post_attention_layernorm.weight", ("hidden",)),
+        ("pre_feedforward_layernorm.weight", ("hidden",)),
+        ("post_feedforward_layernorm.weight", ("hidden",)),
         ("mlp.gate_proj.weight", ("intermediate", "hidden")),
         ("mlp.gate_proj.bias", ("intermediate",)),
         ("mlp.up_proj.weight", ("intermediate", "hidden")),
@@ -168,6 +185,8 @@ def with_latent_attention(table: TensorTable) -> TensorTable:
     return dataclasses.replace(table, layer_tensors=LATENT_ATTENTION + kept)
 
 
+SANDWICH = frozenset({"pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight"})
+
 FULL_QK_NORM = {
     f"{TENSORS.layer_prefix}self_attn.q_norm.weight": ("q",),
     f"{TENSORS.layer_prefix}self_attn.k_norm.weight": ("kv",),
@@ -182,6 +201,8 @@ COMPARED_MODULES: tuple[tuple[str, str, str | None], ...] = (
     ("k_norm", "model.layers.{layer}.self_attn.k_norm", "qk_norm"),
     ("attention", "model.layers.{layer}.self_attn", None),
     ("post_attention_norm", "model.layers.{layer}.post_attention_layernorm", None),
+    ("pre_feedforward_norm", "model.layers.{layer}.pre_feedforward_layernorm", "sandwich_norms"),
+    ("post_feedforward_norm", "model.layers.{layer}.post_feedforward_layernorm", "sandwich_norms"),
     ("mlp", "model.layers.{layer}.mlp", None),
     ("decoder_layer", "model.layers.{layer}", None),
     ("final_norm", "model.norm", None),
@@ -231,7 +252,9 @@ def pipeline_parallel(spec: ArchSpec, fields: dict[str, Any]) -> bool:
     decoder layers, which scale neither the embeddings nor the logits and pick each layer's mask by its
     ``attention_type`` (a window the config sets on every layer through ``sliding_window`` alone would get the full
     mask)."""
-    scaled = fields.get("embedding_scale") or fields.get("logits_divisor")
+    scaled = fields.get("embedding_scale") or fields.get("logits_divisor") or fields.get("logits_softcap")
+    # Their rotary module computes one table for all layers.
+    scaled = scaled or fields["attention"].rope_per_layer_type
     one_window = fields["attention"].sliding == "all_layers" and spec.features.attention.sliding_window != "none"
     return not (scaled or one_window)
 
@@ -240,6 +263,7 @@ def context_parallel(spec: ArchSpec, attention: AttentionLayout, reference_atten
     """Whether torch's ring attention computes this model's attention: causal SDPA without sinks or a latent, and no
     layer of the config attending through a window (the ring has no mask)."""
     plain = spec.features.attention.sliding_window == "none" and not attention.sinks and attention.latent is None
+    plain = plain and not attention.softcap  # the ring runs SDPA, which has no soft-capping
     return plain and "sdpa" in reference_attention
 
 
@@ -269,8 +293,15 @@ class DenseLayout:
     local_config: LocalConfig | None = None  # set when the reference is remote code: config.py is rendered
     reference_config_alias: str | None = None  # the remote reference's config class in generated tests
     embedding_scale: str | None = None  # expression multiplying the embeddings (Granite's embedding_multiplier)
+    embedding_lookup_only: bool = False  # only the token lookup is scaled: embeddings passed in are taken as given
     residual_scale: str | None = None  # expression scaling each block's output before its residual add
     logits_divisor: str | None = None  # expression dividing the logits (Granite's logits_scaling)
+    logits_softcap: str | None = None  # expression: logits pass through ``tanh(x / cap) * cap``
+    # The reference's own RMSNorm class (imported from transformers) where NeMo AutoModel's norms compute otherwise
+    # (``1 + weight``), and the value its weights start from; None: NeMo's backend-aware norm.
+    norm_class: str | None = None
+    norm_identity: float = 1.0
+    sandwich_norms: bool = False  # post_attention_layernorm normalises the attention output; two norms wrap the MLP
     # The top-level classes are plain modules in NeMo AutoModel's own (MoE) model pattern, not transformers'
     # PreTrainedModel subclasses; they initialise themselves (``initialize_weights``) and do not generate.
     nemo_native: bool = False
@@ -328,9 +359,12 @@ def _model_imports(
     return third_party, nemo
 
 
-def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> DenseLayout | None:
-    """The dense layout of a spec, or None without a reference inventory; ``also``: traits a wrapping kind builds."""
-    fields = decoder_fields(spec, TENSORS, IMPLEMENTED_TRAITS | also)
+def build(
+    spec: ArchSpec, also: frozenset[str] = frozenset(), traits: frozenset[str] = DENSE_TRAITS
+) -> DenseLayout | None:
+    """The dense layout of a spec, or None without a reference inventory; ``traits``: those the dense model builds
+    (less where a wrapping kind has not verified them), ``also``: those a wrapping kind builds."""
+    fields = decoder_fields(spec, TENSORS, traits | also)
     if fields is None:
         return None
     heads = spec.features.attention
@@ -437,9 +471,35 @@ def decoder_fields(
     all_gaps = [*built, *gaps, *tensor_gaps, *checkpoint.check_shapes(inventory.tensors, rows, dims, table.template)]
     attention = attention_layout(features, layer0, fields, implemented)
     present = {t.key for t in features.traits} & implemented
-    scalings = {name: f"config.{trait}" for trait, name in SCALINGS if trait in present and trait in fields}
+    scalings: dict[str, Any] = {
+        name: f"config.{trait}" for trait, name in SCALINGS if trait in present and trait in fields
+    }
     third_party, nemo = _model_imports(attention, config_class, local is not None)
-    flags = {"qk_norm": attention.qk_norm}
+    code = features.code
+    if "norm_offset" in present and code is not None and code.norm is not None:
+        if code.norm.identity not in (0.0, 1.0) or not code.norm.uniform:
+            all_gaps.append(f"the reference's norms ({code.norm.cls.name}) cannot be built as cls(dim, eps=eps)")
+        else:
+            scalings.update(norm_class=code.norm.cls.name, norm_identity=code.norm.identity)
+            own = [Import(code.norm.cls.module, (code.norm.cls.name,))]
+            if code.norm.identity == 0:  # the generated _init_weights zeroes them with transformers' initialiser
+                own.append(Import("transformers", ("initialization as init",)))
+            third_party = merged((*third_party, *own))
+            if att.latent is None:  # latent attention's own norms stay NeMo's
+                nemo = without(nemo, frozenset({"initialize_rms_norm_module"}))
+    if "embedding_normalizer" in present:
+        if code is None:
+            all_gaps.append("embedding scaling by sqrt(hidden_size) that could not be measured on the reference")
+        elif math.isclose(code.inputs_scale, 1.0):
+            # The reference scales inside its embedding module, in the weight's dtype.
+            scale = "torch.tensor(config.hidden_size**0.5, dtype=inputs_embeds.dtype)"
+            scalings.update(embedding_scale=scale, embedding_lookup_only=True)
+        else:
+            scalings.update(embedding_scale="config.hidden_size**0.5")
+    if "logit_softcapping" in present and "final_logit_softcapping" in fields:
+        scalings.update(logits_softcap="config.final_logit_softcapping")
+    sandwich = "sandwich_norms" in present and SANDWICH <= layer0
+    flags = {"qk_norm": attention.qk_norm, "sandwich_norms": sandwich}
     compared = tuple(
         ComparedModule(label, path, path) for label, path, needs in COMPARED_MODULES if needs is None or flags[needs]
     )
@@ -466,5 +526,6 @@ def decoder_fields(
         "local_config": local,
         "reference_config_alias": f"HF{remote['config_class'].partition('.')[2]}" if remote is not None else None,
         "reference_attention": ("eager", "sdpa") if _supports_sdpa(inventory) else ("eager",),
+        "sandwich_norms": sandwich,
         **scalings,
     }

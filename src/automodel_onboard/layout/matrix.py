@@ -58,6 +58,54 @@ GRANITE_BASE: Mapping[str, Any] = {
     "tie_word_embeddings": True,
 }
 
+# Gemma 2's shape: (1 + weight) norms and sqrt(hidden) embedding scaling (only in its code), sandwich norms around
+# both blocks, soft-capped attention scores and logits, the query_pre_attn_scalar softmax scale, local and global
+# layers alternating, gelu-tanh under the name hidden_activation.
+GEMMA2_BASE: Mapping[str, Any] = {
+    "architectures": ["Gemma2ForCausalLM"],
+    "model_type": "gemma2",
+    "hidden_size": 2304,
+    "intermediate_size": 9216,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "hidden_activation": "gelu_pytorch_tanh",
+    "query_pre_attn_scalar": 256,
+    "sliding_window": 4096,
+    "final_logit_softcapping": 30.0,
+    "attn_logit_softcapping": 50.0,
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "vocab_size": 256000,
+    "pad_token_id": 0,
+    "bos_token_id": 2,
+    "eos_token_id": 1,
+    "torch_dtype": "bfloat16",
+}
+# Gemma 3's text model: Gemma 2's decoder with per-head q/k norms, no soft caps, five local layers to one global and
+# one RoPE per layer type (a local base, and a linearly scaled global one).
+GEMMA3_TEXT_BASE: Mapping[str, Any] = {
+    "architectures": ["Gemma3ForCausalLM"],
+    "model_type": "gemma3_text",
+    "hidden_size": 2560,
+    "intermediate_size": 10240,
+    "num_hidden_layers": 34,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "query_pre_attn_scalar": 256,
+    "sliding_window": 1024,
+    "rope_theta": 1000000.0,
+    "rope_local_base_freq": 10000.0,
+    "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+    "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-6,
+    "vocab_size": 262208,
+    "torch_dtype": "bfloat16",
+}
+
 
 @dataclass(frozen=True)
 class Synthetic:
@@ -103,6 +151,8 @@ DENSE: tuple[Synthetic, ...] = (
     Synthetic("mistral-sliding-all-layers", "dense", MISTRAL_BASE),
     Synthetic("qwen2-layer-types-mixed", "dense", QWEN2_BASE),
     Synthetic("granite-multipliers", "dense", GRANITE_BASE),
+    Synthetic("gemma2-softcaps-sandwich", "dense", GEMMA2_BASE),
+    Synthetic("gemma3-local-global-rope", "dense", GEMMA3_TEXT_BASE),
 )
 
 QWEN3_MOE_BASE: Mapping[str, Any] = {

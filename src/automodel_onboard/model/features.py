@@ -8,13 +8,17 @@ so that templates only lay it out.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from automodel_onboard.errors import OnboardError
 from automodel_onboard.model.fields import LIMITS, ConfigView
+
+if TYPE_CHECKING:
+    from automodel_onboard.model.behaviour import CodeFacts
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Mlp:
     bias: bool | None
     bias_attr: str | None
     intermediate_size: int | None
+    activation_attr: str = "hidden_act"  # the config attribute holding it (Gemma 2's hidden_activation)
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,8 @@ class Features:
     vocab_size: int | None
     moe: Moe | None = None
     vision: Vision | None = None
-    traits: tuple[Trait, ...] = ()  # see TRAIT_FIELDS / TRAIT_PARAMS
+    traits: tuple[Trait, ...] = ()  # see TRAIT_FIELDS / TRAIT_PARAMS / code_traits
+    code: CodeFacts | None = None  # measured by running the reference on the tiny config
 
 
 # Config fields whose value (by the given test) marks an architectural trait beyond the plain decoder; each kind's
@@ -342,6 +348,8 @@ def rope_features(text: ConfigView, rotary_width: int | None = None, rotated: in
 
 def mlp_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None) -> Mlp:
     act = text.str_("hidden_act") or "silu"
+    found = text.find("hidden_act")
+    act_attr = found.key[len(text.prefix) :] if found is not None and "." not in found.key[len(text.prefix) :] else None
     bias_found = text.find("mlp_bias")
     declared = bool(text.bool_("mlp_bias")) if bias_found else False
     bias_attr = "mlp_bias" if bias_found else None
@@ -364,7 +372,12 @@ def mlp_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None)
             if inv_bias != bias:
                 bias, bias_attr = inv_bias, None
     return Mlp(
-        activation=act, gated=gated, bias=bias, bias_attr=bias_attr, intermediate_size=text.int_("intermediate_size")
+        activation=act,
+        gated=gated,
+        bias=bias,
+        bias_attr=bias_attr,
+        intermediate_size=text.int_("intermediate_size"),
+        activation_attr=act_attr or "hidden_act",
     )
 
 
@@ -575,6 +588,10 @@ def traits(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, norm:
     ropes = [r for r in (text.get("rope_scaling"), text.raw("rope_parameters")) if isinstance(r, Mapping)]
     if any((r.get("rope_type") or r.get("type")) == "mrope" or "mrope_section" in r for r in ropes):
         found.append(Trait("mrope", "multimodal RoPE sections (mrope)"))
+    per_type = text.raw("rope_parameters")
+    layer_types = text.get("layer_types")
+    if isinstance(per_type, Mapping) and isinstance(layer_types, list) and set(layer_types) <= set(per_type):
+        found.append(Trait("rope_per_layer_type", f"one RoPE per layer type: {text.path('rope_parameters')}"))
     if layer0 is not None:
         for name in layer0:
             for key, pattern, description in TRAIT_PARAMS:
@@ -642,3 +659,28 @@ def extract(
         vision=vision_features(raw, vision_key, probes) if kind == "vlm" and vision_key else None,
         traits=traits(text, layer0, norm),
     )
+
+
+def with_code(features: Features, code: CodeFacts | None, tiny_text: Mapping[str, Any]) -> Features:
+    """The features with what running the reference showed (``code``, measured on ``tiny_text``) as traits."""
+    if code is None:
+        return features
+    found: list[Trait] = []
+    norm = code.norm
+    if norm is not None and norm.offset:
+        found.append(Trait("norm_offset", f"RMSNorm scaling by (1 + weight) (measured on {norm.cls.name})"))
+    scale = code.embedding_scale
+    hidden = tiny_text.get("hidden_size")
+    multiplier = tiny_text.get("embedding_multiplier")
+    if math.isnan(scale) or math.isnan(code.inputs_scale):
+        found.append(Trait("embedding_scale", "the first layer receives more than the scaled token embeddings"))
+    elif isinstance(hidden, int) and math.isclose(scale, hidden**0.5, rel_tol=1e-5) and scale != 1:
+        where = "the token lookup" if math.isclose(code.inputs_scale, 1.0) else "the embeddings"
+        found.append(Trait("embedding_normalizer", f"{where} scaled by sqrt(hidden_size) (measured)"))
+    elif not math.isclose(scale, 1.0) and not (
+        isinstance(multiplier, (int, float)) and math.isclose(scale, multiplier, rel_tol=1e-5)
+    ):
+        found.append(Trait("embedding_scale", f"embeddings scaled by {scale:g} by no config field (measured)"))
+    known = {t.key for t in features.traits}
+    extra = tuple(t for t in found if t.key not in known)
+    return replace(features, code=code, traits=features.traits + extra)

@@ -206,16 +206,16 @@ def build_spec(
         _require_sizes(feats, where, prefix)
     tiny = tiny_config(raw, feats, text_key=text_key, vision_key=verdict.vision_key)
     tiny_total = None
-    if classes is not None and classes.model_class is not None:
-        from automodel_onboard.model import reference
+    if inventory is not None:
+        from automodel_onboard.model import behaviour, reference
 
-        model = reference.instantiate_tiny(tiny, names.model_type, classes.model_class)
+        # Built on the CPU and run: what the code does beyond its config and parameters is measured.
+        if remote is not None:
+            model = reference.instantiate_remote_tiny(tiny, remote.code, device="cpu")
+        else:
+            model = reference.instantiate_tiny(tiny, names.model_type, inventory.model_class, device="cpu")
         tiny_total = sum(p.numel() for p in model.parameters())
-    elif remote is not None:
-        from automodel_onboard.model import reference
-
-        model = reference.instantiate_remote_tiny(tiny, remote.code)
-        tiny_total = sum(p.numel() for p in model.parameters())
+        feats = features_mod.with_code(feats, behaviour.measure(model), tiny[text_key] if text_key else tiny)
 
     spec = ArchSpec(
         kind=verdict.kind,

@@ -25,6 +25,13 @@ TINY_INTERMEDIATE = 128
 TINY_EXPERT_INTERMEDIATE = 32
 TINY_EXPERTS = 4
 TINY_WINDOW = 4  # smaller than the generated tests' sequences, so sliding-window masking is exercised
+# Soft caps (``tanh(x / cap) * cap``) low enough that the tiny model's attention scores and logits reach the curve of
+# the tanh; at the real caps they stay in its linear part and a missing cap would pass the parity tests.
+# Rows: (trait, config key, tiny cap); set wherever the trait is, a class default included.
+TINY_SOFTCAPS = (
+    ("attention_softcapping", "attn_logit_softcapping", 0.05),
+    ("logit_softcapping", "final_logit_softcapping", 1.0),
+)
 TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "vision_layers": 2, "vision_heads": 2}
 VISION_WIDTH = re.compile(r"(_dim|_size|hidden_size)$(?<!image_size)(?<!patch_size)")
 DROP_KEYS = ("_name_or_path", "auto_map", "transformers_version", "quantization_config", "torch_dtype", "dtype")
@@ -138,6 +145,10 @@ def _shrink_text(node: dict[str, Any], features: Features) -> int:
         if isinstance(node.get("layer_types"), list):
             node["layer_types"] = (node["layer_types"] * num_layers)[:num_layers]
     _set(node, "num_layers", num_layers)
+    traits = {t.key for t in features.traits}
+    for trait, key, cap in TINY_SOFTCAPS:
+        if trait in traits:
+            node[key] = cap
     rope = node.get("rope_scaling") or node.get("rope_parameters")
     if isinstance(rope, dict):
         partial = features.rope.partial_rotary_factor

@@ -1,0 +1,138 @@
+"""Facts of the reference's code that neither the config nor the parameter names show, measured by running it.
+
+Gemma's embeddings are multiplied by ``sqrt(hidden_size)`` and its RMSNorm scales by ``1 + weight``: both live only
+in the modeling code. Rather than knowing families by name, the reference built from the tiny config is run on the
+CPU in float32 and what it does is measured: the factor between the token lookup and the first decoder layer's
+input (for token ids and for given embeddings), and what the text model's norm returns with its weight at zero.
+Nothing here is taken from a family's name, so a new family with the same habits is recognised too.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from automodel_onboard.model.reference import TEXT_ATTRIBUTES, ClassRef
+
+
+@dataclass(frozen=True)
+class NormCode:
+    """The text model's RMSNorm class: ``normalised * (offset + weight)``, starting from ``identity`` weights."""
+
+    cls: ClassRef
+    offset: float
+    identity: float | None  # None: a fresh norm (built as ``cls(dim, eps=eps)``) does not start from one value
+    uniform: bool  # every norm of the text model's layers is of this class
+
+
+@dataclass(frozen=True)
+class CodeFacts:
+    """What the reference computes, measured on the tiny config."""
+
+    embedding_scale: float  # token ids: the lookup's output times this is what the first layer receives
+    inputs_scale: float  # embeddings passed in (``inputs_embeds``): the same factor
+    norm: NormCode | None  # None: no RMSNorm-like final norm with a weight
+
+
+SAMPLE_IDS = ((3, 5, 7, 11, 13, 17),)
+
+
+def measure(model: Any) -> CodeFacts | None:
+    """Run the tiny reference (built on the CPU) and read off its embedding scaling and its norms' offset; None
+    where the text model cannot be found or run alone."""
+    import torch
+
+    text = _text_model(model)
+    if text is None:
+        return None
+    model.eval()
+    with torch.no_grad():
+        lookup = text.get_input_embeddings()
+        ids = torch.tensor(SAMPLE_IDS, dtype=torch.long)
+        raw = torch.nn.functional.embedding(ids, lookup.weight)
+        try:
+            from_ids = _first_layer_input(text, input_ids=ids)
+            from_embeds = _first_layer_input(text, inputs_embeds=raw)
+        except Exception:  # a text model that needs more than token ids (multimodal positions): not measured
+            return None
+        return CodeFacts(
+            embedding_scale=_factor(from_ids, raw),
+            inputs_scale=_factor(from_embeds, raw),
+            norm=_norm(text),
+        )
+
+
+def _text_model(model: Any) -> Any:
+    """The decoder stack: a module with ``layers``, a final ``norm`` and input embeddings (the text one first)."""
+    import torch.nn as nn
+
+    found = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(getattr(module, "layers", None), nn.ModuleList)
+        and isinstance(getattr(module, "norm", None), nn.Module)
+        and hasattr(module, "get_input_embeddings")
+    ]
+    found.sort(key=lambda item: (not any(a in item[0] for a in TEXT_ATTRIBUTES), len(item[0])))
+    return found[0][1] if found else None
+
+
+def _first_layer_input(text: Any, **inputs: Any) -> Any:
+    captured: list[Any] = []
+
+    def hook(_module: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        captured.append(args[0] if args else kwargs["hidden_states"])
+
+    handle = text.layers[0].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        text(**inputs, use_cache=False)
+    finally:
+        handle.remove()
+    return captured[0]
+
+
+def _factor(seen: Any, raw: Any) -> float:
+    """The scalar ``c`` with ``seen == c * raw``, or NaN when the first layer receives something else."""
+    import torch
+
+    c = float((seen * raw).sum() / (raw * raw).sum())
+    return c if torch.allclose(seen, raw * c, rtol=1e-5, atol=1e-6) else math.nan
+
+
+def _norm(text: Any) -> NormCode | None:
+    import torch
+
+    norm = text.norm
+    weight = getattr(norm, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 1:
+        return None
+    eps = next((float(getattr(norm, a)) for a in ("eps", "variance_epsilon") if hasattr(norm, a)), None)
+    if eps is None:
+        return None
+    probe = copy.deepcopy(norm)
+    probe.weight.zero_()
+    x = torch.randn(2, weight.shape[0], generator=torch.Generator().manual_seed(0))
+    normalised = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    out = probe(x)
+    if torch.allclose(out, torch.zeros_like(out)):
+        offset = 0.0
+    elif torch.allclose(out, normalised, rtol=1e-5, atol=1e-6):
+        offset = 1.0
+    else:
+        return None  # not an RMSNorm (a LayerNorm subtracts the mean)
+    cls = type(norm)
+    try:
+        fresh = cls(weight.shape[0], eps=eps).weight
+        identity = float(fresh[0]) if bool((fresh == fresh[0]).all()) else None
+    except Exception:  # a constructor of another shape: the generated code cannot build it the same way
+        identity = None
+    layer_norms = [m for name, m in text.layers[0].named_modules() if name.endswith(("norm", "layernorm"))]
+    return NormCode(
+        cls=ClassRef(cls.__module__, cls.__name__),
+        offset=offset,
+        identity=identity,
+        uniform=all(type(m) is cls for m in layer_norms),
+    )
