@@ -46,6 +46,7 @@ FIXTURES = {
     "d": {
         "pixtral_gen": "mistral-community__pixtral-12b.json",
         "qwen25_vl_gen": "Qwen__Qwen2.5-VL-3B-Instruct.json",
+        "gemma3_vl_gen": "google__gemma-3-12b-it.json",
     },
 }
 KINDS = {"a": "dense", "b": "dense", "c": "moe", "d": "vlm"}

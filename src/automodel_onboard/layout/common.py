@@ -80,6 +80,7 @@ class ClassNames:
     causal_lm: str
     adapter: str
     multimodal: str | None = None  # an image-text model's inner model (vision tower, projector, text model)
+    embedding: str = ""  # a token embedding that scales its own lookup (Gemma's)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,8 @@ class AttentionLayout:
     half_tables: bool = False  # the RoPE tables hold one angle per rotated pair (dims i and i + D/2)
     softcap: bool = False  # scores pass through ``tanh(s / cap) * cap`` (config.attn_logit_softcapping) before the mask
     rope_per_layer_type: bool = False  # config.rope_parameters holds one RoPE per layer type (local and global)
+    # expression: the attention is causal where no mask says otherwise (SDPA without a mask reads it)
+    causal: str = "True"
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ def class_names(prefix: str, architecture: str) -> ClassNames:
         model=f"{prefix}Model",
         causal_lm=architecture,
         adapter=f"{prefix}StateDictAdapter",
+        embedding=f"{prefix}ScaledWordEmbedding",
     )
 
 
@@ -221,6 +225,11 @@ def attention_layout(
         half_tables=features.rope.half_tables,
         softcap="attention_softcapping" in traits and "attn_logit_softcapping" in fields,
         rope_per_layer_type="rope_per_layer_type" in traits and sliding == "per_layer",
+        causal=(
+            "not config.use_bidirectional_attention"
+            if "bidirectional_attention" in traits and "use_bidirectional_attention" in fields
+            else "True"
+        ),
     )
 
 

@@ -293,7 +293,8 @@ class DenseLayout:
     local_config: LocalConfig | None = None  # set when the reference is remote code: config.py is rendered
     reference_config_alias: str | None = None  # the remote reference's config class in generated tests
     embedding_scale: str | None = None  # expression multiplying the embeddings (Granite's embedding_multiplier)
-    embedding_lookup_only: bool = False  # only the token lookup is scaled: embeddings passed in are taken as given
+    # Only the token lookup is scaled, by the embedding module itself: embeddings passed in are taken as given.
+    embedding_lookup_only: bool = False
     residual_scale: str | None = None  # expression scaling each block's output before its residual add
     logits_divisor: str | None = None  # expression dividing the logits (Granite's logits_scaling)
     logits_softcap: str | None = None  # expression: logits pass through ``tanh(x / cap) * cap``
@@ -302,6 +303,7 @@ class DenseLayout:
     norm_class: str | None = None
     norm_identity: float = 1.0
     sandwich_norms: bool = False  # post_attention_layernorm normalises the attention output; two norms wrap the MLP
+    mask_mapping: bool = False  # the text model takes masks per layer type from its caller (a multimodal model's)
     # The top-level classes are plain modules in NeMo AutoModel's own (MoE) model pattern, not transformers'
     # PreTrainedModel subclasses; they initialise themselves (``initialize_weights``) and do not generate.
     nemo_native: bool = False
@@ -491,9 +493,8 @@ def decoder_fields(
         if code is None:
             all_gaps.append("embedding scaling by sqrt(hidden_size) that could not be measured on the reference")
         elif math.isclose(code.inputs_scale, 1.0):
-            # The reference scales inside its embedding module, in the weight's dtype.
-            scale = "torch.tensor(config.hidden_size**0.5, dtype=inputs_embeds.dtype)"
-            scalings.update(embedding_scale=scale, embedding_lookup_only=True)
+            # The reference scales inside its embedding module: so does the generated one.
+            scalings.update(embedding_scale="config.hidden_size**0.5", embedding_lookup_only=True)
         else:
             scalings.update(embedding_scale="config.hidden_size**0.5")
     if "logit_softcapping" in present and "final_logit_softcapping" in fields:

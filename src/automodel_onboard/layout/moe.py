@@ -157,8 +157,11 @@ class MoeLayout(DenseLayout):
     moe_uninitialised: tuple[str, ...] = ()
 
 
-# What only transformers' PreTrainedModel pattern imports (the MoE kind's classes are plain modules).
-TRANSFORMERS_MODEL_ONLY = frozenset({"GenerationMixin", "PreTrainedModel", "can_return_tuple"})
+# What only transformers' PreTrainedModel pattern imports, its _init_weights hook included (the MoE kind's classes
+# are plain modules).
+TRANSFORMERS_MODEL_ONLY = frozenset(
+    {"GenerationMixin", "PreTrainedModel", "can_return_tuple", "initialization as init"}
+)
 # NeMo's router for each family score function: (MoEConfig.score_func, the reference projects in float32).
 SCORE_FUNCS: Mapping[str, tuple[str, bool]] = MappingProxyType(
     {

@@ -34,7 +34,9 @@ NEMO_VLM_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel.components.datasets.vlm.pp_media", "stage_vlm_media_for_pp"),
 )
 # Traits the VLM kind builds beyond its text kind's: multimodal RoPE (position grids per image, Qwen2-VL's).
-VLM_TRAITS = frozenset({"mrope"})
+# Traits the multimodal model completes: its position grids (mrope) and its masks (a prefix or an image attending
+# both ways: the text model takes the family's masks and, where none is given, its config's causality).
+VLM_TRAITS = frozenset({"mrope", "bidirectional_attention"})
 # How the test images are laid out, by what the vision tower's forward takes (first match): flattened patches with
 # their (t, h, w) grids (Qwen2-VL), images of their own size (Pixtral), or square images of the configured size.
 # An any-resolution config (TILED) overrides it: each image is cut into tiles of the tower's size (LLaVA-NeXT's).
@@ -57,6 +59,13 @@ IMAGE_TOKENS: tuple[tuple[str, str], ...] = (
     # A perceiver resampler gives each image its fixed number of latents.
     ("stacked", "config.perceiver_config.resampler_n_latents"),
 )
+# The forward's per-token modality input, which a family's positions (Qwen2-VL's mm_token_type_ids) or masks (Gemma
+# 3's token_type_ids: an image's tokens attend to each other both ways; PaliGemma's: the prefix does) are computed
+# from, and whether the generated forward marks the image tokens in it when a caller passes none: positions need it,
+# while the masks' meaning differs between families (image tokens, or a prompt prefix), so theirs stays the caller's.
+TOKEN_TYPES: tuple[tuple[str, bool], ...] = (("mm_token_type_ids", True), ("token_type_ids", False))
+# Config fields that fix the tokens per image whatever the tower gives (a projector pooling to them: Gemma 3's).
+FIXED_IMAGE_TOKENS = ("mm_tokens_per_image",)
 # How the family's merge of image features into the text is checked against the prompt's image tokens: its own
 # placeholder mask raises on a mismatch (LLaVA's, Qwen2-VL's); an Idefics-style ``inputs_merger`` scatters without
 # checking, so the generated model wraps it with the check.
@@ -106,7 +115,8 @@ class VisionLayout:
     checkpoint_prefixes: tuple[tuple[str, str], ...]  # (in the model, in the checkpoint), the text model's first
     channels: str  # expression over ``vision`` (the vision config): an image's channels
     image_tokens: str  # expression: the tokens a test image takes, by the config (``vision``, ``config``, ``side``)
-    token_types: str | None  # the forward's per-token modality input (mm_token_type_ids), which its positions need
+    token_types: str | None  # the forward's per-token modality input (TOKEN_TYPES), which the tests pass
+    fills_token_types: bool  # the generated forward marks the image tokens in it when the caller passes none
     # (sub-config, model_type) pairs the implementation was generated for: one architecture name can carry others.
     supported: tuple[tuple[str, tuple[str, ...]], ...] = ()
     computed_tables: tuple[str, ...] = ()  # the parts' modules holding computed float tables (RoPE), kept in fp32
@@ -120,6 +130,9 @@ class VisionLayout:
     # that is a model of the family): their tensors outside linears and norms need it.
     family_initialised: tuple[str, ...] = ()
     initialiser: str | None = None
+    # Parameters outside linears and norms the generated initialisation draws (path under the top-level model, and
+    # "normal" or "zeros": how the family's own initialisation leaves them).
+    parameter_inits: tuple[tuple[str, str], ...] = ()
     pipeline: bool = False  # pipeline stages verified: the forward is stage-aware and takes NeMo's staged images
     grid_input: str | None = None  # the family's per-image input among the image inputs (GRID_INPUTS)
 
@@ -192,6 +205,15 @@ def _class(ref: Any) -> type:
     return getattr(importlib.import_module(ref.module), ref.name)
 
 
+def _parameter_inits(spec: ArchSpec, code: Any, family_initialised: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The multimodal model's own parameters, then the bare ones of its parts (those the family's initialiser does
+    not reach), each started as the reference starts it: all zero, or drawn."""
+    zeros = set(spec.features.code.zero_parameters) if spec.features.code is not None else set()
+    names = [n for n, shape in code.own_parameters if shape is not None]
+    names += [n for n in code.bare_parameters if n.split(".", 1)[0] not in family_initialised]
+    return tuple((f"model.{n}", "zeros" if f"model.{n}" in zeros else "normal") for n in names)
+
+
 def _is_model(ref: Any) -> bool:
     from transformers import PreTrainedModel
 
@@ -224,6 +246,9 @@ def _supported(spec: ArchSpec, code: Any) -> tuple[tuple[str, tuple[str, ...]], 
 
 
 def _image_tokens(layout: str, spec: ArchSpec) -> str:
+    fixed = next((f for f in FIXED_IMAGE_TOKENS if f in dense.reference_fields(spec)), None)
+    if fixed is not None:
+        return f"config.{fixed}"
     tokens = dict(IMAGE_TOKENS)[layout]
     class_token = any(t.name.endswith("class_embedding") for t in spec.inventory.tensors)
     if class_token and "vision_feature_select_strategy" in dense.reference_fields(spec) and layout != "tiled":
@@ -243,11 +268,10 @@ def _refused(spec: ArchSpec, reason: str) -> VlmLayout | None:
 
 
 def _text_layout(spec: ArchSpec) -> Any:
-    """The text model's layout. Gemma's habits, which the dense model builds, are not yet verified behind the
-    multimodal model (it scales the token lookup the image features are merged into): they stay gaps here."""
+    """The text model's layout, as its kind builds it."""
     if spec.text_backbone == "moe":
         return moe.build(spec, VLM_TRAITS)
-    return dense.build(spec, VLM_TRAITS, traits=dense.IMPLEMENTED_TRAITS)
+    return dense.build(spec, VLM_TRAITS)
 
 
 def build(spec: ArchSpec) -> VlmLayout | None:
@@ -305,6 +329,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         and not fields["attention"].mrope
         and not isinstance(text, moe.MoeLayout)
     )
+    family_initialised = tuple(p.attribute for p in parts if not p.initialises_itself and code.family_initialiser)
     vision = VisionLayout(
         config_class=spec.hf["config_class"],
         reference_model=Import(code.model.module, (code.model.name,)),
@@ -318,7 +343,8 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         layer_sets=tuple((part, count) for part, count in code.part_layers if count is not None),
         channels="vision." + next((c for c in CHANNELS if c in _vision_fields(code)), "num_channels"),
         image_tokens=_image_tokens(pixel_layout, spec),
-        token_types="mm_token_type_ids" if "mm_token_type_ids" in forward else None,
+        token_types=next((name for name, _ in TOKEN_TYPES if name in forward), None),
+        fills_token_types=next((fills for name, fills in TOKEN_TYPES if name in forward), False),
         supported=_supported(spec, code),
         checkpoint_prefixes=((in_model, in_checkpoint), *((o, t) for o, t in code.prefixes if o != in_model)),
         computed_tables=code.computed_tables,
@@ -329,7 +355,8 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         aliases=aliases,
         pipeline=pipeline,
         grid_input=next((name for name in GRID_INPUTS if name in code.image_inputs), None),
-        family_initialised=tuple(p.attribute for p in parts if not p.initialises_itself and code.family_initialiser),
+        family_initialised=family_initialised,
+        parameter_inits=_parameter_inits(spec, code, family_initialised),
         initialiser=code.family_initialiser,
     )
     classes = dataclasses.replace(
@@ -395,6 +422,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         stage_aware=pipeline,
         parallel_probe=_moved(fields["parallel_probe"], in_model, "lm_head."),
         recipe_run=False,
+        mask_mapping=fields["attention"].sliding == "per_layer",
         reference_class=spec.hf["model_class"],
         reference_alias=f"HF{spec.hf['model_class']}",
     )

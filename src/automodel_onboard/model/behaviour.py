@@ -35,6 +35,7 @@ class CodeFacts:
     embedding_scale: float  # token ids: the lookup's output times this is what the first layer receives
     inputs_scale: float  # embeddings passed in (``inputs_embeds``): the same factor
     norm: NormCode | None  # None: no RMSNorm-like final norm with a weight
+    zero_parameters: tuple[str, ...] = ()  # parameters the reference's initialisation leaves all zero
 
 
 SAMPLE_IDS = ((3, 5, 7, 11, 13, 17),)
@@ -62,6 +63,7 @@ def measure(model: Any) -> CodeFacts | None:
             embedding_scale=_factor(from_ids, raw),
             inputs_scale=_factor(from_embeds, raw),
             norm=_norm(text),
+            zero_parameters=tuple(n for n, p in model.named_parameters() if p.numel() and not p.any()),
         )
 
 

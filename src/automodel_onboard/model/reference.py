@@ -75,6 +75,9 @@ class MultimodalCode:
     # Parameters of the multimodal model itself (LLaVA-NeXT's image_newline): (name, each dimension as a config
     # expression, None where no config size gives it).
     own_parameters: tuple[tuple[str, tuple[str, ...] | None], ...] = ()
+    # Parameters of parts that are not transformers models, held by modules other than linears, convolutions,
+    # embeddings and norms (Gemma 3's projection matrix): the generated model initialises them by name.
+    bare_parameters: tuple[str, ...] = ()
     # Plain attributes its __init__ sets from the config (Idefics2's ``self.image_seq_len = config.perceiver_config.
     # resampler_n_latents``), read from the class's source: (name, the expression over ``config``).
     settings: tuple[tuple[str, str], ...] = ()
@@ -469,8 +472,20 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
     head = [n for n in checkpoint_names if n == "lm_head.weight" or n.endswith(".lm_head.weight")]
     if len(head) == 1:
         prefixes.append(("lm_head.", head[0].removesuffix("weight")))
+    from transformers import PreTrainedModel
+
+    covered = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    bare = tuple(
+        f"{a}.{name}.{p}".replace("..", ".")
+        for a, part in children.items()
+        if a != text and not isinstance(part, PreTrainedModel)
+        for name, module in part.named_modules()
+        if not isinstance(module, covered) and "Norm" not in type(module).__name__
+        for p, _ in module.named_parameters(recurse=False)
+    )
     return MultimodalCode(
         model=_class_ref(inner),
+        bare_parameters=bare,
         text_attribute=text,
         text_config=_class_ref(config.get_text_config()),
         vision_config=_class_ref(vision) if vision is not None else None,
