@@ -233,3 +233,13 @@ def test_render_all_onboards_and_tests_a_fixture_and_a_synthetic_case(tmp_path):
         assert passed.test_seconds is not None and 0.0 < passed.test_seconds < result.wall_seconds
         assert passed.notes == ""
     assert result.versions["nemo-automodel"] == "0.7.0"
+
+
+def test_a_configs_folder_that_is_not_there_is_refused_not_an_empty_run(tmp_path):
+    parser = argparse.ArgumentParser()
+    smoke.add_render_all_parser(parser.add_subparsers(dest="command"))
+    missing = tmp_path / "no-such-folder"
+    args = parser.parse_args(["render-all", "--configs", str(missing), "--report", str(tmp_path / "r")])
+    with pytest.raises(OnboardError, match="is not a folder") as raised:
+        smoke.cmd_render_all(args, io.StringIO(), io.StringIO())
+    assert raised.value.code == "no-configs" and not (tmp_path / "r.json").exists()

@@ -407,6 +407,13 @@ def cmd_render_all(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> in
             fix="pass --configs with a folder of config.json files",
             code="no-configs",
         )
+    if not configs.is_dir():
+        raise OnboardError(
+            f"{configs} is not a folder",
+            where="--configs",
+            fix="pass --configs with a folder of config.json files",
+            code="no-configs",
+        )
     with tempfile.TemporaryDirectory(prefix="automodel-onboard-synthetic-") as tmp:
         ids = None if args.synthetic == "all" else [] if args.synthetic == "none" else args.synthetic.split(",")
         cases = (*fixture_cases(configs), *synthetic_cases(Path(tmp), ids))
