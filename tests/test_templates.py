@@ -31,7 +31,8 @@ FIXTURES = {
     "a": {
         "qwen2_gen": "Qwen__Qwen2-0.5B.json",
         "qwen3_gen": "Qwen__Qwen3-0.6B.json",
-        "llama2_gen": "meta-llama__Llama-2-7b-hf.json",
+        # A name that sorts before NeMo's own ``models.common``: the generated imports are ordered by module.
+        "base_llama2_gen": "meta-llama__Llama-2-7b-hf.json",
         "mistral_nemo_gen": "mistralai__Mistral-Nemo-Base-2407.json",
     },
     "b": {"llama3_gen": "meta-llama__Llama-3.2-3B.json", "gemma_gen": "google__gemma-7b.json"},

@@ -345,4 +345,5 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> MoeLayout | Non
         multi_process=True,
         stage_aware=pipeline,
         parallel_probe=parallel_probe(fields["tensors"]),
+        recipe_run=spec.hf is not None,
     )
