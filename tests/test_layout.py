@@ -561,7 +561,7 @@ def test_gemma_habits_are_laid_out_from_what_the_reference_showed(spec):
 def test_gemma2_sandwich_norms_soft_caps_and_query_scale():
     layout = _case("gemma2-softcaps-sandwich")
     lay, tiny = layout["layout"], layout["tiny_config"]
-    assert lay["gaps"] == [] and lay["sandwich_norms"] is True
+    assert lay["gaps"] == [] and lay["block_norms"] == "sandwich"
     assert lay["attention"]["softcap"] is True and lay["logits_softcap"] == "config.final_logit_softcapping"
     assert lay["attention"]["scaling"] == "config.query_pre_attn_scalar**-0.5"
     assert lay["mlp"]["activation"] == "hidden_activation"
@@ -595,3 +595,17 @@ def test_gemma_text_models_behind_a_vision_tower(spec):
     assert (qwen["token_types"], qwen["fills_token_types"]) == ("mm_token_type_ids", True)
     llava_next = spec("llava-hf__llava-v1.6-mistral-7b-hf.json", "vlm")["layout"]["vision"]
     assert llava_next["parameter_inits"] == [["model.image_newline", "normal"]]
+
+
+def test_olmo2_norms_after_the_blocks_and_float32_rope_tables():
+    """OLMo 2: no input norm, norms after the attention and the MLP, q/k norms over all heads; its RoPE hands bfloat16
+    activations float32 tables (measured), and the generated rotation keeps them."""
+    spec = _case("olmo2-post-norms")
+    lay = spec["layout"]
+    assert lay["gaps"] == [] and lay["block_norms"] == "post"
+    assert lay["attention"]["qk_norm_full"] is True and lay["attention"]["float32_tables"] is True
+    labels = {c["label"] for c in lay["compared_modules"]}
+    assert "input_norm" not in labels and {"post_attention_norm", "post_feedforward_norm"} <= labels
+    assert spec["features"]["code"]["float32_tables"] is True
+    llama = _case("llama-base")
+    assert llama["layout"]["block_norms"] == "pre" and llama["layout"]["attention"]["float32_tables"] is False

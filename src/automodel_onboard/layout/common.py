@@ -121,6 +121,7 @@ class AttentionLayout:
     rope_per_layer_type: bool = False  # config.rope_parameters holds one RoPE per layer type (local and global)
     # expression: the attention is causal where no mask says otherwise (SDPA without a mask reads it)
     causal: str = "True"
+    float32_tables: bool = False  # the RoPE tables stay float32 and q/k are rotated in float32 (OLMo 2)
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,7 @@ def attention_layout(
         half_tables=features.rope.half_tables,
         softcap="attention_softcapping" in traits and "attn_logit_softcapping" in fields,
         rope_per_layer_type="rope_per_layer_type" in traits and sliding == "per_layer",
+        float32_tables=bool(features.code is not None and features.code.float32_tables),
         causal=(
             "not config.use_bidirectional_attention"
             if "bidirectional_attention" in traits and "use_bidirectional_attention" in fields

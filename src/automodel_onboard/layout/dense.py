@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -185,7 +186,19 @@ def with_latent_attention(table: TensorTable) -> TensorTable:
     return dataclasses.replace(table, layer_tensors=LATENT_ATTENTION + kept)
 
 
-SANDWICH = frozenset({"pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight"})
+# Where a decoder layer's norms sit, by the norms its checkpoint holds (q/k norms aside): before each block (Llama),
+# before and after each (Gemma 2 and 3; post_attention_layernorm then normalises the attention output), or after each
+# only (OLMo 2). The two placements besides the first are the "sandwich_norms" trait's.
+BLOCK_NORMS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("pre", frozenset({"input_layernorm", "post_attention_layernorm"})),
+    (
+        "sandwich",
+        frozenset(
+            {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"}
+        ),
+    ),
+    ("post", frozenset({"post_attention_layernorm", "post_feedforward_layernorm"})),
+)
 
 FULL_QK_NORM = {
     f"{TENSORS.layer_prefix}self_attn.q_norm.weight": ("q",),
@@ -196,13 +209,13 @@ FULL_QK_NORM = {
 # flag that must be set); the reference names them alike.
 COMPARED_MODULES: tuple[tuple[str, str, str | None], ...] = (
     ("rotary", "model.rotary_emb", None),
-    ("input_norm", "model.layers.{layer}.input_layernorm", None),
+    ("input_norm", "model.layers.{layer}.input_layernorm", "input_layernorm"),
     ("q_norm", "model.layers.{layer}.self_attn.q_norm", "qk_norm"),
     ("k_norm", "model.layers.{layer}.self_attn.k_norm", "qk_norm"),
     ("attention", "model.layers.{layer}.self_attn", None),
     ("post_attention_norm", "model.layers.{layer}.post_attention_layernorm", None),
-    ("pre_feedforward_norm", "model.layers.{layer}.pre_feedforward_layernorm", "sandwich_norms"),
-    ("post_feedforward_norm", "model.layers.{layer}.post_feedforward_layernorm", "sandwich_norms"),
+    ("pre_feedforward_norm", "model.layers.{layer}.pre_feedforward_layernorm", "pre_feedforward_layernorm"),
+    ("post_feedforward_norm", "model.layers.{layer}.post_feedforward_layernorm", "post_feedforward_layernorm"),
     ("mlp", "model.layers.{layer}.mlp", None),
     ("decoder_layer", "model.layers.{layer}", None),
     ("final_norm", "model.norm", None),
@@ -302,7 +315,7 @@ class DenseLayout:
     # (``1 + weight``), and the value its weights start from; None: NeMo's backend-aware norm.
     norm_class: str | None = None
     norm_identity: float = 1.0
-    sandwich_norms: bool = False  # post_attention_layernorm normalises the attention output; two norms wrap the MLP
+    block_norms: str = "pre"  # where the decoder layer's norms sit (BLOCK_NORMS)
     mask_mapping: bool = False  # the text model takes masks per layer type from its caller (a multimodal model's)
     # The top-level classes are plain modules in NeMo AutoModel's own (MoE) model pattern, not transformers'
     # PreTrainedModel subclasses; they initialise themselves (``initialize_weights``) and do not generate.
@@ -361,12 +374,9 @@ def _model_imports(
     return third_party, nemo
 
 
-def build(
-    spec: ArchSpec, also: frozenset[str] = frozenset(), traits: frozenset[str] = DENSE_TRAITS
-) -> DenseLayout | None:
-    """The dense layout of a spec, or None without a reference inventory; ``traits``: those the dense model builds
-    (less where a wrapping kind has not verified them), ``also``: those a wrapping kind builds."""
-    fields = decoder_fields(spec, TENSORS, traits | also)
+def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> DenseLayout | None:
+    """The dense layout of a spec, or None without a reference inventory; ``also``: traits a wrapping kind builds."""
+    fields = decoder_fields(spec, TENSORS, DENSE_TRAITS | also)
     if fields is None:
         return None
     heads = spec.features.attention
@@ -397,6 +407,30 @@ def parallel_probe(tensors: tuple[CheckpointTensor, ...]) -> str:
 def _supports_sdpa(inventory: Any) -> bool:
     probes = getattr(inventory, "probes", None)
     return probes is None or probes.supports_sdpa
+
+
+def _measured_habits(features: Any, present: set[str]) -> tuple[dict[str, Any], list[Import], list[str]]:
+    """Layout fields for what running the reference showed (features.code): its norm class where it scales by
+    ``1 + weight``, and its embedding scaling and where it sits; with their imports, and gaps where unbuildable."""
+    code, fields, imports, gaps = features.code, {}, [], []
+    norm = code.norm if code is not None else None
+    if "norm_offset" in present and norm is not None:
+        if norm.identity not in (0.0, 1.0) or not norm.uniform:
+            gaps.append(f"the reference's norms ({norm.cls.name}) cannot be built as cls(dim, eps=eps)")
+        else:
+            fields.update(norm_class=norm.cls.name, norm_identity=norm.identity)
+            imports.append(Import(norm.cls.module, (norm.cls.name,)))
+            if norm.identity == 0:  # the generated _init_weights zeroes them with transformers' initialiser
+                imports.append(Import("transformers", ("initialization as init",)))
+    if "embedding_normalizer" in present:
+        if code is None:
+            gaps.append("embedding scaling by sqrt(hidden_size) that could not be measured on the reference")
+        else:
+            # Where the reference scales inside its embedding module, so does the generated one.
+            fields.update(
+                embedding_scale="config.hidden_size**0.5", embedding_lookup_only=math.isclose(code.inputs_scale, 1.0)
+            )
+    return fields, imports, gaps
 
 
 def reference_fields(spec: ArchSpec) -> frozenset[str]:
@@ -477,30 +511,21 @@ def decoder_fields(
         name: f"config.{trait}" for trait, name in SCALINGS if trait in present and trait in fields
     }
     third_party, nemo = _model_imports(attention, config_class, local is not None)
-    code = features.code
-    if "norm_offset" in present and code is not None and code.norm is not None:
-        if code.norm.identity not in (0.0, 1.0) or not code.norm.uniform:
-            all_gaps.append(f"the reference's norms ({code.norm.cls.name}) cannot be built as cls(dim, eps=eps)")
-        else:
-            scalings.update(norm_class=code.norm.cls.name, norm_identity=code.norm.identity)
-            own = [Import(code.norm.cls.module, (code.norm.cls.name,))]
-            if code.norm.identity == 0:  # the generated _init_weights zeroes them with transformers' initialiser
-                own.append(Import("transformers", ("initialization as init",)))
-            third_party = merged((*third_party, *own))
-            if att.latent is None:  # latent attention's own norms stay NeMo's
-                nemo = without(nemo, frozenset({"initialize_rms_norm_module"}))
-    if "embedding_normalizer" in present:
-        if code is None:
-            all_gaps.append("embedding scaling by sqrt(hidden_size) that could not be measured on the reference")
-        elif math.isclose(code.inputs_scale, 1.0):
-            # The reference scales inside its embedding module: so does the generated one.
-            scalings.update(embedding_scale="config.hidden_size**0.5", embedding_lookup_only=True)
-        else:
-            scalings.update(embedding_scale="config.hidden_size**0.5")
+    habits, habit_imports, habit_gaps = _measured_habits(features, present)
+    scalings.update(habits)
+    all_gaps += habit_gaps
+    third_party = merged((*third_party, *habit_imports))
+    if habits.get("norm_class") and att.latent is None:  # latent attention's own norms stay NeMo's
+        nemo = without(nemo, frozenset({"initialize_rms_norm_module"}))
     if "logit_softcapping" in present and "final_logit_softcapping" in fields:
         scalings.update(logits_softcap="config.final_logit_softcapping")
-    sandwich = "sandwich_norms" in present and SANDWICH <= layer0
-    flags = {"qk_norm": attention.qk_norm, "sandwich_norms": sandwich}
+    norms = frozenset(n.removesuffix(".weight") for n in layer0 if re.fullmatch(r"\w+layernorm\.weight", n))
+    block_norms = next((placement for placement, names in BLOCK_NORMS if names == norms), None)
+    if norms and (block_norms is None or (block_norms != "pre" and "sandwich_norms" not in implemented)):
+        all_gaps.append(
+            f"decoder-layer norms {', '.join(sorted(norms))}: no placement the {table.template} kind builds"
+        )
+    flags = {"qk_norm": attention.qk_norm, **{name: name in norms for name in BLOCK_NORMS[1][1]}}
     compared = tuple(
         ComparedModule(label, path, path) for label, path, needs in COMPARED_MODULES if needs is None or flags[needs]
     )
@@ -527,6 +552,6 @@ def decoder_fields(
         "local_config": local,
         "reference_config_alias": f"HF{remote['config_class'].partition('.')[2]}" if remote is not None else None,
         "reference_attention": ("eager", "sdpa") if _supports_sdpa(inventory) else ("eager",),
-        "sandwich_norms": sandwich,
+        "block_norms": block_norms or "pre",
         **scalings,
     }

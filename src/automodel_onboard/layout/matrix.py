@@ -106,6 +106,28 @@ GEMMA3_TEXT_BASE: Mapping[str, Any] = {
     "torch_dtype": "bfloat16",
 }
 
+# OLMo 2's shape: norms after the attention and the MLP only (no input norm), q/k norms over all heads.
+OLMO2_BASE: Mapping[str, Any] = {
+    "architectures": ["Olmo2ForCausalLM"],
+    "model_type": "olmo2",
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "hidden_act": "silu",
+    "max_position_embeddings": 4096,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 500000.0,
+    "vocab_size": 100352,
+    "attention_bias": False,
+    "tie_word_embeddings": False,
+    "pad_token_id": 1,
+    "bos_token_id": None,
+    "eos_token_id": 2,
+    "torch_dtype": "float32",
+}
+
 
 @dataclass(frozen=True)
 class Synthetic:
@@ -153,6 +175,7 @@ DENSE: tuple[Synthetic, ...] = (
     Synthetic("granite-multipliers", "dense", GRANITE_BASE),
     Synthetic("gemma2-softcaps-sandwich", "dense", GEMMA2_BASE),
     Synthetic("gemma3-local-global-rope", "dense", GEMMA3_TEXT_BASE),
+    Synthetic("olmo2-post-norms", "dense", OLMO2_BASE),
 )
 
 QWEN3_MOE_BASE: Mapping[str, Any] = {

@@ -36,6 +36,8 @@ class CodeFacts:
     inputs_scale: float  # embeddings passed in (``inputs_embeds``): the same factor
     norm: NormCode | None  # None: no RMSNorm-like final norm with a weight
     zero_parameters: tuple[str, ...] = ()  # parameters the reference's initialisation leaves all zero
+    # The RoPE tables stay float32 for bfloat16 activations (OLMo 2's), and the rotation with them; None: not measured.
+    float32_tables: bool | None = None
 
 
 SAMPLE_IDS = ((3, 5, 7, 11, 13, 17),)
@@ -64,6 +66,7 @@ def measure(model: Any) -> CodeFacts | None:
             inputs_scale=_factor(from_embeds, raw),
             norm=_norm(text),
             zero_parameters=tuple(n for n, p in model.named_parameters() if p.numel() and not p.any()),
+            float32_tables=_float32_tables(text),
         )
 
 
@@ -138,3 +141,18 @@ def _norm(text: Any) -> NormCode | None:
         identity=identity,
         uniform=all(type(m) is cls for m in layer_norms),
     )
+
+
+def _float32_tables(text: Any) -> bool | None:
+    """Whether the text model's RoPE hands bfloat16 activations float32 tables."""
+    import torch
+
+    rotary = getattr(text, "rotary_emb", None)
+    if rotary is None:
+        return None
+    x = torch.zeros(1, 2, 8, dtype=torch.bfloat16)
+    try:
+        cos, _ = rotary(x, torch.arange(2)[None])
+    except Exception:  # a RoPE per layer type, or one of position grids: not measured
+        return None
+    return cos.dtype == torch.float32
