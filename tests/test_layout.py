@@ -609,3 +609,29 @@ def test_olmo2_norms_after_the_blocks_and_float32_rope_tables():
     assert spec["features"]["code"]["float32_tables"] is True
     llama = _case("llama-base")
     assert llama["layout"]["block_norms"] == "pre" and llama["layout"]["attention"]["float32_tables"] is False
+
+
+def test_cohere_layernorm_parallel_block_rope_pairs_and_logit_scale():
+    """Cohere: its LayerNorm (no bias) measured and reused, attention and MLP side by side on one norm, RoPE over
+    adjacent pairs (measured on its tables), logits times logit_scale (raised to 1/4 in the tiny config)."""
+    spec = _case("cohere-parallel-layernorm")
+    lay, code = spec["layout"], spec["features"]["code"]
+    assert lay["gaps"] == [] and lay["block_norms"] == "parallel"
+    assert (code["norm"]["centred"], code["norm"]["offset"], code["rope_pairs"]) == (True, 0.0, True)
+    assert (lay["norm_class"], lay["norm_identity"], lay["norm_eps"]) == (
+        "CohereLayerNorm",
+        1.0,
+        "config.layer_norm_eps",
+    )
+    assert lay["attention"]["rope_pairs"] is True and lay["logits_multiplier"] == "config.logit_scale"
+    assert spec["tiny_config"]["logit_scale"] == 0.25
+    assert {c["label"] for c in lay["compared_modules"]} >= {"input_norm", "attention", "mlp"}
+    assert "post_attention_norm" not in {c["label"] for c in lay["compared_modules"]}
+    # NeMo's stage forwards do not scale the logits.
+    assert "supports_pp" not in _declared(lay)
+
+
+def test_a_parallel_block_with_two_norms_is_refused(spec):
+    """GPT-NeoX-style use_parallel_residual keeps two norms: not the one-norm parallel placement, so a gap."""
+    gaps = spec("meta-llama__Llama-3.2-3B.json", use_parallel_residual=True)["layout"]["gaps"]
+    assert any("no placement the dense kind builds" in g for g in gaps), gaps

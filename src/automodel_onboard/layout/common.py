@@ -122,6 +122,7 @@ class AttentionLayout:
     # expression: the attention is causal where no mask says otherwise (SDPA without a mask reads it)
     causal: str = "True"
     float32_tables: bool = False  # the RoPE tables stay float32 and q/k are rotated in float32 (OLMo 2)
+    rope_pairs: bool = False  # RoPE rotates adjacent dims (0, 1), (2, 3), ... together, in float32 (Cohere)
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,7 @@ def attention_layout(
         softcap="attention_softcapping" in traits and "attn_logit_softcapping" in fields,
         rope_per_layer_type="rope_per_layer_type" in traits and sliding == "per_layer",
         float32_tables=bool(features.code is not None and features.code.float32_tables),
+        rope_pairs="rope_pairs" in traits,
         causal=(
             "not config.use_bidirectional_attention"
             if "bidirectional_attention" in traits and "use_bidirectional_attention" in fields

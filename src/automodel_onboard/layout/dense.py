@@ -94,6 +94,10 @@ IMPLEMENTED_TRAITS: frozenset[str] = frozenset(
 # RMSNorm class where it scales by 1 + weight, embeddings scaled by sqrt(hidden_size), norms around both blocks'
 # outputs, soft-capped attention scores and logits, the query_pre_attn_scalar softmax scale, one RoPE per layer type.
 DENSE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {
+    "layernorm",  # where the reference's own LayerNorm class (weights, no bias) is measured and reused
+    "parallel_block",
+    "rope_pairs",
+    "logit_scale",
     "norm_offset",
     "embedding_normalizer",
     "sandwich_norms",
@@ -107,6 +111,7 @@ SCALINGS: tuple[tuple[str, str], ...] = (
     ("embedding_multiplier", "embedding_scale"),
     ("residual_multiplier", "residual_scale"),
     ("logits_scaling", "logits_divisor"),
+    ("logit_scale", "logits_multiplier"),
 )
 
 # Dimension symbols of checkpoint tensor shapes, as Python expressions over ``config`` (and the head dim).
@@ -198,6 +203,8 @@ BLOCK_NORMS: tuple[tuple[str, frozenset[str]], ...] = (
         ),
     ),
     ("post", frozenset({"post_attention_layernorm", "post_feedforward_layernorm"})),
+    # One norm whose output feeds the attention and the MLP side by side (Cohere): the "parallel_block" trait's.
+    ("parallel", frozenset({"input_layernorm"})),
 )
 
 FULL_QK_NORM = {
@@ -213,7 +220,7 @@ COMPARED_MODULES: tuple[tuple[str, str, str | None], ...] = (
     ("q_norm", "model.layers.{layer}.self_attn.q_norm", "qk_norm"),
     ("k_norm", "model.layers.{layer}.self_attn.k_norm", "qk_norm"),
     ("attention", "model.layers.{layer}.self_attn", None),
-    ("post_attention_norm", "model.layers.{layer}.post_attention_layernorm", None),
+    ("post_attention_norm", "model.layers.{layer}.post_attention_layernorm", "post_attention_layernorm"),
     ("pre_feedforward_norm", "model.layers.{layer}.pre_feedforward_layernorm", "pre_feedforward_layernorm"),
     ("post_feedforward_norm", "model.layers.{layer}.post_feedforward_layernorm", "post_feedforward_layernorm"),
     ("mlp", "model.layers.{layer}.mlp", None),
@@ -265,7 +272,7 @@ def pipeline_parallel(spec: ArchSpec, fields: dict[str, Any]) -> bool:
     decoder layers, which scale neither the embeddings nor the logits and pick each layer's mask by its
     ``attention_type`` (a window the config sets on every layer through ``sliding_window`` alone would get the full
     mask)."""
-    scaled = fields.get("embedding_scale") or fields.get("logits_divisor") or fields.get("logits_softcap")
+    scaled = any(fields.get(f) for f in ("embedding_scale", "logits_divisor", "logits_softcap", "logits_multiplier"))
     # Their rotary module computes one table for all layers.
     scaled = scaled or fields["attention"].rope_per_layer_type
     one_window = fields["attention"].sliding == "all_layers" and spec.features.attention.sliding_window != "none"
@@ -311,6 +318,7 @@ class DenseLayout:
     residual_scale: str | None = None  # expression scaling each block's output before its residual add
     logits_divisor: str | None = None  # expression dividing the logits (Granite's logits_scaling)
     logits_softcap: str | None = None  # expression: logits pass through ``tanh(x / cap) * cap``
+    logits_multiplier: str | None = None  # expression multiplying the logits (Cohere's logit_scale)
     # The reference's own RMSNorm class (imported from transformers) where NeMo AutoModel's norms compute otherwise
     # (``1 + weight``), and the value its weights start from; None: NeMo's backend-aware norm.
     norm_class: str | None = None
@@ -414,7 +422,8 @@ def _measured_habits(features: Any, present: set[str]) -> tuple[dict[str, Any], 
     ``1 + weight``, and its embedding scaling and where it sits; with their imports, and gaps where unbuildable."""
     code, fields, imports, gaps = features.code, {}, [], []
     norm = code.norm if code is not None else None
-    if "norm_offset" in present and norm is not None:
+    # The reference's norm class where NeMo AutoModel's RMSNorm computes otherwise: 1 + weight, or a LayerNorm.
+    if norm is not None and ("norm_offset" in present or (norm.centred and "layernorm" in present)):
         if norm.identity not in (0.0, 1.0) or not norm.uniform:
             gaps.append(f"the reference's norms ({norm.cls.name}) cannot be built as cls(dim, eps=eps)")
         else:
@@ -498,7 +507,9 @@ def decoder_fields(
     dims.update(sizes or {})
     # What the model is comes first, then what its checkpoint shows of it.
     built = trait_gaps(features, implemented)
-    if features.norm.type != "rms" or not features.norm.eps_attr:
+    code_norm = features.code.norm if features.code is not None else None
+    reused = code_norm is not None and code_norm.centred and "layernorm" in implemented
+    if (features.norm.type != "rms" and not reused) or not features.norm.eps_attr:
         built.append(
             f"the {table.template} template builds RMSNorm with a config epsilon; this model normalises differently"
         )
@@ -521,7 +532,13 @@ def decoder_fields(
         scalings.update(logits_softcap="config.final_logit_softcapping")
     norms = frozenset(n.removesuffix(".weight") for n in layer0 if re.fullmatch(r"\w+layernorm\.weight", n))
     block_norms = next((placement for placement, names in BLOCK_NORMS if names == norms), None)
-    if norms and (block_norms is None or (block_norms != "pre" and "sandwich_norms" not in implemented)):
+    placement_trait = {"sandwich": "sandwich_norms", "post": "sandwich_norms", "parallel": "parallel_block"}
+    parallel = "parallel_block" in {t.key for t in features.traits}
+    if norms and (
+        block_norms is None
+        or placement_trait.get(block_norms, "pre") not in implemented | {"pre"}
+        or parallel != (block_norms == "parallel")
+    ):
         all_gaps.append(
             f"decoder-layer norms {', '.join(sorted(norms))}: no placement the {table.template} kind builds"
         )

@@ -128,6 +128,30 @@ OLMO2_BASE: Mapping[str, Any] = {
     "torch_dtype": "float32",
 }
 
+# Cohere's Command R shape: a LayerNorm without bias (its own class), attention and MLP side by side on one norm,
+# RoPE over adjacent dim pairs, logits multiplied by logit_scale, tied.
+COHERE_BASE: Mapping[str, Any] = {
+    "architectures": ["CohereForCausalLM"],
+    "model_type": "cohere",
+    "hidden_size": 8192,
+    "intermediate_size": 22528,
+    "num_hidden_layers": 40,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 64,
+    "hidden_act": "silu",
+    "layer_norm_eps": 1e-5,
+    "logit_scale": 0.0625,
+    "rope_theta": 8000000.0,
+    "max_position_embeddings": 8192,
+    "use_qk_norm": False,
+    "vocab_size": 256000,
+    "pad_token_id": 0,
+    "bos_token_id": 5,
+    "eos_token_id": 255001,
+    "tie_word_embeddings": True,
+    "torch_dtype": "float32",
+}
+
 
 @dataclass(frozen=True)
 class Synthetic:
@@ -176,6 +200,7 @@ DENSE: tuple[Synthetic, ...] = (
     Synthetic("gemma2-softcaps-sandwich", "dense", GEMMA2_BASE),
     Synthetic("gemma3-local-global-rope", "dense", GEMMA3_TEXT_BASE),
     Synthetic("olmo2-post-norms", "dense", OLMO2_BASE),
+    Synthetic("cohere-parallel-layernorm", "dense", COHERE_BASE),
 )
 
 QWEN3_MOE_BASE: Mapping[str, Any] = {

@@ -20,12 +20,14 @@ from automodel_onboard.model.reference import TEXT_ATTRIBUTES, ClassRef
 
 @dataclass(frozen=True)
 class NormCode:
-    """The text model's RMSNorm class: ``normalised * (offset + weight)``, starting from ``identity`` weights."""
+    """The text model's norm class: ``normalised * (offset + weight)``, starting from ``identity`` weights; the input
+    is normalised by its root mean square, or (``centred``) by its variance about the mean, as a LayerNorm does."""
 
     cls: ClassRef
     offset: float
     identity: float | None  # None: a fresh norm (built as ``cls(dim, eps=eps)``) does not start from one value
     uniform: bool  # every norm of the text model's layers is of this class
+    centred: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class CodeFacts:
     zero_parameters: tuple[str, ...] = ()  # parameters the reference's initialisation leaves all zero
     # The RoPE tables stay float32 for bfloat16 activations (OLMo 2's), and the rotation with them; None: not measured.
     float32_tables: bool | None = None
+    # The RoPE tables repeat each angle for adjacent dims (0, 1), (2, 3), ... (Cohere's), not for dims i and i + D/2.
+    rope_pairs: bool | None = None
 
 
 SAMPLE_IDS = ((3, 5, 7, 11, 13, 17),)
@@ -67,6 +71,7 @@ def measure(model: Any) -> CodeFacts | None:
             norm=_norm(text),
             zero_parameters=tuple(n for n, p in model.named_parameters() if p.numel() and not p.any()),
             float32_tables=_float32_tables(text),
+            rope_pairs=_rope_pairs(text),
         )
 
 
@@ -118,16 +123,28 @@ def _norm(text: Any) -> NormCode | None:
     if eps is None:
         return None
     probe = copy.deepcopy(norm)
-    probe.weight.zero_()
     x = torch.randn(2, weight.shape[0], generator=torch.Generator().manual_seed(0))
-    normalised = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-    out = probe(x)
-    if torch.allclose(out, torch.zeros_like(out)):
-        offset = 0.0
-    elif torch.allclose(out, normalised, rtol=1e-5, atol=1e-6):
-        offset = 1.0
-    else:
-        return None  # not an RMSNorm (a LayerNorm subtracts the mean)
+    centred_x = x - x.mean(-1, keepdim=True)
+    bases = {
+        False: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps),  # RMSNorm
+        True: centred_x * torch.rsqrt(centred_x.pow(2).mean(-1, keepdim=True) + eps),  # LayerNorm
+    }
+    outs = []
+    for value in (0.0, 1.0):
+        probe.weight.fill_(value)
+        outs.append(probe(x))
+    # normalised * (offset + weight): at weight 0 and 1, offset and offset + 1 times the normalised input.
+    found = [
+        (centred, offset)
+        for centred, base in bases.items()
+        for offset in (0.0, 1.0)
+        if all(
+            torch.allclose(out, (offset + w) * base, rtol=1e-5, atol=1e-6) for w, out in zip((0, 1), outs, strict=True)
+        )
+    ]
+    if not found:
+        return None
+    centred, offset = found[0]
     cls = type(norm)
     try:
         fresh = cls(weight.shape[0], eps=eps).weight
@@ -138,6 +155,7 @@ def _norm(text: Any) -> NormCode | None:
     return NormCode(
         cls=ClassRef(cls.__module__, cls.__name__),
         offset=offset,
+        centred=centred,
         identity=identity,
         uniform=all(type(m) is cls for m in layer_norms),
     )
@@ -156,3 +174,21 @@ def _float32_tables(text: Any) -> bool | None:
     except Exception:  # a RoPE per layer type, or one of position grids: not measured
         return None
     return cos.dtype == torch.float32
+
+
+def _rope_pairs(text: Any) -> bool | None:
+    """Whether the RoPE tables hold each angle for a pair of adjacent dims (measured at position 1, where the angles
+    of a table's first half all differ)."""
+    import torch
+
+    rotary = getattr(text, "rotary_emb", None)
+    if rotary is None:
+        return None
+    try:
+        cos, _ = rotary(torch.zeros(1, 2, 8), torch.arange(2)[None])
+    except Exception:  # a RoPE per layer type, or one of position grids: not measured
+        return None
+    row = cos[0, 1]
+    if row.numel() < 4 or row.numel() % 2:
+        return None
+    return bool(torch.equal(row[0::2], row[1::2])) and not torch.equal(row[0], row[2])

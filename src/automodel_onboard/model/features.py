@@ -174,6 +174,7 @@ TRAIT_FIELDS: tuple[tuple[str, str, Any, str], ...] = (
     ("query_pre_attn_scalar", "query_pre_attn_scalar", _set, "custom attention scaling (query_pre_attn_scalar)"),
     ("residual_multiplier", "residual_multiplier", _not_one, "residual scaling (residual_multiplier)"),
     ("logits_scaling", "logits_scaling", _not_one, "logit scaling (logits_scaling)"),
+    ("logit_scale", "logit_scale", _not_one, "logit scaling (logit_scale)"),
     ("partial_rotary", "partial_rotary_factor", _below_one, "partial rotary embeddings (partial_rotary_factor)"),
     ("partial_rotary", "rotary_pct", _below_one, "partial rotary embeddings (rotary_pct)"),
     ("parallel_block", "use_parallel_residual", _true, "parallel attention/MLP block (use_parallel_residual)"),
@@ -681,6 +682,8 @@ def with_code(features: Features, code: CodeFacts | None, tiny_text: Mapping[str
         isinstance(multiplier, (int, float)) and math.isclose(scale, multiplier, rel_tol=1e-5)
     ):
         found.append(Trait("embedding_scale", f"embeddings scaled by {scale:g} by no config field (measured)"))
+    if code.rope_pairs:
+        found.append(Trait("rope_pairs", "RoPE over adjacent dim pairs (measured on the reference's tables)"))
     known = {t.key for t in features.traits}
     extra = tuple(t for t in found if t.key not in known)
     return replace(features, code=code, traits=features.traits + extra)
