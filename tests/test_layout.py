@@ -635,3 +635,15 @@ def test_a_parallel_block_with_two_norms_is_refused(spec):
     """GPT-NeoX-style use_parallel_residual keeps two norms: not the one-norm parallel placement, so a gap."""
     gaps = spec("meta-llama__Llama-3.2-3B.json", use_parallel_residual=True)["layout"]["gaps"]
     assert any("no placement the dense kind builds" in g for g in gaps), gaps
+
+
+def test_stablelm_layernorm_with_biases_and_partial_rotary(spec):
+    """StableLM 2: torch's LayerNorm with its biases (mapped like any tensor, started at zero), a quarter of each head
+    rotated."""
+    lay = spec("stabilityai__stablelm-2-1_6b.json")["layout"]
+    assert lay["gaps"] == []
+    assert (lay["norm_class"], lay["norm_identity"], lay["norm_bias"]) == ("nn.LayerNorm", 1.0, True)
+    assert lay["attention"]["partial_rotary"] is True
+    names = {r["nemo"] for r in lay["tensors"]}
+    assert {"model.norm.bias", "model.layers.{layer}.input_layernorm.bias"} <= names
+    assert all("torch.nn" not in i["module"] for i in lay["model_imports"])

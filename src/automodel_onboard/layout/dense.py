@@ -94,7 +94,8 @@ IMPLEMENTED_TRAITS: frozenset[str] = frozenset(
 # RMSNorm class where it scales by 1 + weight, embeddings scaled by sqrt(hidden_size), norms around both blocks'
 # outputs, soft-capped attention scores and logits, the query_pre_attn_scalar softmax scale, one RoPE per layer type.
 DENSE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {
-    "layernorm",  # where the reference's own LayerNorm class (weights, no bias) is measured and reused
+    "layernorm",  # where the reference's own LayerNorm class is measured and reused
+    "partial_rotary",
     "parallel_block",
     "rope_pairs",
     "logit_scale",
@@ -130,10 +131,12 @@ TENSORS = TensorTable(
     global_tensors=(
         ("model.embed_tokens.weight", ("vocab", "hidden")),
         ("model.norm.weight", ("hidden",)),
+        ("model.norm.bias", ("hidden",)),
         ("lm_head.weight", ("vocab", "hidden")),
     ),
     layer_tensors=(
         ("input_layernorm.weight", ("hidden",)),
+        ("input_layernorm.bias", ("hidden",)),
         ("self_attn.q_proj.weight", ("q", "hidden")),
         ("self_attn.q_proj.bias", ("q",)),
         ("self_attn.k_proj.weight", ("kv", "hidden")),
@@ -146,6 +149,7 @@ TENSORS = TensorTable(
         ("self_attn.k_norm.weight", ("head_dim",)),
         ("self_attn.sinks", ("heads",)),
         ("post_attention_layernorm.weight", ("hidden",)),
+        ("post_attention_layernorm.bias", ("hidden",)),
         ("pre_feedforward_layernorm.weight", ("hidden",)),
         ("post_feedforward_layernorm.weight", ("hidden",)),
         ("mlp.gate_proj.weight", ("intermediate", "hidden")),
@@ -323,6 +327,7 @@ class DenseLayout:
     # (``1 + weight``), and the value its weights start from; None: NeMo's backend-aware norm.
     norm_class: str | None = None
     norm_identity: float = 1.0
+    norm_bias: bool = False  # the norms hold biases (a LayerNorm's), started at zero
     block_norms: str = "pre"  # where the decoder layer's norms sit (BLOCK_NORMS)
     mask_mapping: bool = False  # the text model takes masks per layer type from its caller (a multimodal model's)
     # The top-level classes are plain modules in NeMo AutoModel's own (MoE) model pattern, not transformers'
@@ -424,10 +429,12 @@ def _measured_habits(features: Any, present: set[str]) -> tuple[dict[str, Any], 
     norm = code.norm if code is not None else None
     # The reference's norm class where NeMo AutoModel's RMSNorm computes otherwise: 1 + weight, or a LayerNorm.
     if norm is not None and ("norm_offset" in present or (norm.centred and "layernorm" in present)):
-        if norm.identity not in (0.0, 1.0) or not norm.uniform:
+        if norm.identity not in (0.0, 1.0) or not norm.uniform or norm.bias != norm.builds_bias:
             gaps.append(f"the reference's norms ({norm.cls.name}) cannot be built as cls(dim, eps=eps)")
+        elif norm.cls.module.startswith("torch.nn."):  # torch's own (nn.LayerNorm), through ``nn``
+            fields.update(norm_class=f"nn.{norm.cls.name}", norm_identity=norm.identity, norm_bias=norm.bias)
         else:
-            fields.update(norm_class=norm.cls.name, norm_identity=norm.identity)
+            fields.update(norm_class=norm.cls.name, norm_identity=norm.identity, norm_bias=norm.bias)
             imports.append(Import(norm.cls.module, (norm.cls.name,)))
             if norm.identity == 0:  # the generated _init_weights zeroes them with transformers' initialiser
                 imports.append(Import("transformers", ("initialization as init",)))

@@ -28,6 +28,8 @@ class NormCode:
     identity: float | None  # None: a fresh norm (built as ``cls(dim, eps=eps)``) does not start from one value
     uniform: bool  # every norm of the text model's layers is of this class
     centred: bool = False
+    bias: bool = False  # it holds a bias
+    builds_bias: bool = False  # a fresh one (``cls(dim, eps=eps)``) holds one
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ def _norm(text: Any) -> NormCode | None:
     if eps is None:
         return None
     probe = copy.deepcopy(norm)
+    if getattr(probe, "bias", None) is not None:
+        probe.bias.zero_()
     x = torch.randn(2, weight.shape[0], generator=torch.Generator().manual_seed(0))
     centred_x = x - x.mean(-1, keepdim=True)
     bases = {
@@ -147,15 +151,18 @@ def _norm(text: Any) -> NormCode | None:
     centred, offset = found[0]
     cls = type(norm)
     try:
-        fresh = cls(weight.shape[0], eps=eps).weight
-        identity = float(fresh[0]) if bool((fresh == fresh[0]).all()) else None
+        fresh = cls(weight.shape[0], eps=eps)
+        identity = float(fresh.weight[0]) if bool((fresh.weight == fresh.weight[0]).all()) else None
+        builds_bias = getattr(fresh, "bias", None) is not None
     except Exception:  # a constructor of another shape: the generated code cannot build it the same way
-        identity = None
+        identity, builds_bias = None, False
     layer_norms = [m for name, m in text.layers[0].named_modules() if name.endswith(("norm", "layernorm"))]
     return NormCode(
         cls=ClassRef(cls.__module__, cls.__name__),
         offset=offset,
         centred=centred,
+        bias=getattr(norm, "bias", None) is not None,
+        builds_bias=builds_bias,
         identity=identity,
         uniform=all(type(m) is cls for m in layer_norms),
     )
