@@ -647,3 +647,23 @@ def test_stablelm_layernorm_with_biases_and_partial_rotary(spec):
     names = {r["nemo"] for r in lay["tensors"]}
     assert {"model.norm.bias", "model.layers.{layer}.input_layernorm.bias"} <= names
     assert all("torch.nn" not in i["module"] for i in lay["model_imports"])
+
+
+def test_phi3_fused_checkpoint_projections_stay_fused():
+    """Phi-3: qkv_proj and gate_up_proj are kept as the checkpoint stores them (a rename-free row each, shaped by the
+    config), split inside the forward; tensor parallelism would cut across their parts, so it is not declared."""
+    lay = _case("phi3-fused-longrope")["layout"]
+    assert lay["gaps"] == [] and lay["attention"]["fused_qkv"] is True and lay["mlp"]["fused_gate_up"] is True
+    rows = {r["nemo"]: r for r in lay["tensors"]}
+    assert rows["model.layers.{layer}.self_attn.qkv_proj.weight"]["shape"] == ["qkv", "hidden"]
+    assert rows["model.layers.{layer}.mlp.gate_up_proj.weight"]["shape"] == ["intermediate2", "hidden"]
+    assert not any(".q_proj." in name or ".gate_proj." in name for name in rows)
+    assert lay["tensor_parallel"] == [] and "supports_tp" not in _declared(lay)
+
+
+def test_residual_dropout_is_a_gap(spec):
+    from automodel_onboard.layout import matrix
+
+    config = {**matrix.PHI3_BASE, "resid_pdrop": 0.1}
+    gaps = build_spec(config, existing_models=frozenset()).layout.gaps
+    assert any("resid_pdrop" in g for g in gaps), gaps

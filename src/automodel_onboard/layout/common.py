@@ -123,12 +123,14 @@ class AttentionLayout:
     causal: str = "True"
     float32_tables: bool = False  # the RoPE tables stay float32 and q/k are rotated in float32 (OLMo 2)
     rope_pairs: bool = False  # RoPE rotates adjacent dims (0, 1), (2, 3), ... together, in float32 (Cohere)
+    fused_qkv: bool = False  # one qkv_proj for q, k and v side by side, as the checkpoint stores it (Phi-3)
 
 
 @dataclass(frozen=True)
 class MlpLayout:
     bias: str  # expression
     activation: str  # config attribute holding the activation name
+    fused_gate_up: bool = False  # one gate_up_proj, gate half first, as the checkpoint stores it (Phi-3)
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,7 @@ def attention_layout(
         rope_per_layer_type="rope_per_layer_type" in traits and sliding == "per_layer",
         float32_tables=bool(features.code is not None and features.code.float32_tables),
         rope_pairs="rope_pairs" in traits,
+        fused_qkv="self_attn.qkv_proj.weight" in layer0,
         causal=(
             "not config.use_bidirectional_attention"
             if "bidirectional_attention" in traits and "use_bidirectional_attention" in fields
@@ -244,6 +247,7 @@ def mlp_layout(features: Features, layer0: frozenset[str]) -> MlpLayout:
     return MlpLayout(
         bias=f"config.{bias_attr}" if bias_attr and uniform else repr(any(present)),
         activation=features.mlp.activation_attr,
+        fused_gate_up="mlp.gate_up_proj.weight" in layer0,
     )
 
 

@@ -99,6 +99,8 @@ DENSE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {
     "parallel_block",
     "rope_pairs",
     "logit_scale",
+    "fused_qkv",  # a qkv_proj / gate_up_proj checkpoint kept fused (other fused names stay tensor gaps)
+    "fused_gate_up",
     "norm_offset",
     "embedding_normalizer",
     "sandwich_norms",
@@ -122,6 +124,8 @@ DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("intermediate", "config.intermediate_size"),
     ("q", "config.num_attention_heads * head_dim"),
     ("kv", "config.num_key_value_heads * head_dim"),
+    ("qkv", "(config.num_attention_heads + 2 * config.num_key_value_heads) * head_dim"),
+    ("intermediate2", "2 * config.intermediate_size"),
     ("head_dim", "head_dim"),
     ("heads", "config.num_attention_heads"),
 )
@@ -139,6 +143,7 @@ TENSORS = TensorTable(
         ("input_layernorm.bias", ("hidden",)),
         ("self_attn.q_proj.weight", ("q", "hidden")),
         ("self_attn.q_proj.bias", ("q",)),
+        ("self_attn.qkv_proj.weight", ("qkv", "hidden")),
         ("self_attn.k_proj.weight", ("kv", "hidden")),
         ("self_attn.k_proj.bias", ("kv",)),
         ("self_attn.v_proj.weight", ("kv", "hidden")),
@@ -153,6 +158,7 @@ TENSORS = TensorTable(
         ("pre_feedforward_layernorm.weight", ("hidden",)),
         ("post_feedforward_layernorm.weight", ("hidden",)),
         ("mlp.gate_proj.weight", ("intermediate", "hidden")),
+        ("mlp.gate_up_proj.weight", ("intermediate2", "hidden")),
         ("mlp.gate_proj.bias", ("intermediate",)),
         ("mlp.up_proj.weight", ("intermediate", "hidden")),
         ("mlp.up_proj.bias", ("intermediate",)),
@@ -259,13 +265,17 @@ TENSOR_PARALLEL: tuple[tuple[str, str, str | None], ...] = (
 )
 
 
-def tensor_parallel(attention: AttentionLayout, kv_heads: int | None) -> tuple[tuple[str, str], ...]:
+def tensor_parallel(
+    attention: AttentionLayout, kv_heads: int | None, mlp: MlpLayout | None = None
+) -> tuple[tuple[str, str], ...]:
     """The decoder's tensor-parallel plan as (module path, style); empty where splitting heads changes the math.
 
     Norms across all heads, a latent shared by the heads and per-head sink logits would each need their own
-    sharding; a single key/value head cannot be split at all (NeMo AutoModel refuses such a TP mesh).
+    sharding; a single key/value head cannot be split at all (NeMo AutoModel refuses such a TP mesh); fused q/k/v or
+    gate/up projections would be cut across their parts.
     """
-    if attention.qk_norm_full or attention.latent is not None or attention.sinks or (kv_heads or 0) < 2:
+    fused = attention.fused_qkv or (mlp is not None and mlp.fused_gate_up)
+    if attention.qk_norm_full or attention.latent is not None or attention.sinks or (kv_heads or 0) < 2 or fused:
         return ()
     flags = {"qk_norm": attention.qk_norm}
     return tuple((path, style) for path, style, needs in TENSOR_PARALLEL if needs is None or flags[needs])
@@ -393,7 +403,8 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> DenseLayout | N
     if fields is None:
         return None
     heads = spec.features.attention
-    plan = tensor_parallel(fields["attention"], heads.num_kv_heads or heads.num_heads)  # no kv count: one per head
+    # No key/value head count: one per head.
+    plan = tensor_parallel(fields["attention"], heads.num_kv_heads or heads.num_heads, fields["mlp"])
     verified = capabilities(
         supports_tp=bool(plan),
         supports_pp=pipeline_parallel(spec, fields),
@@ -496,6 +507,8 @@ def decoder_fields(
         "intermediate": features.mlp.intermediate_size,
         "q": (att.num_heads or 0) * (att.head_dim or 0) or None,
         "kv": (att.num_kv_heads or 0) * (att.head_dim or 0) or None,
+        "qkv": ((att.num_heads or 0) + 2 * (att.num_kv_heads or 0)) * (att.head_dim or 0) or None,
+        "intermediate2": 2 * (features.mlp.intermediate_size or 0) or None,
         "head_dim": att.head_dim,
         "heads": att.num_heads,
     }
@@ -514,6 +527,8 @@ def decoder_fields(
     dims.update(sizes or {})
     # What the model is comes first, then what its checkpoint shows of it.
     built = trait_gaps(features, implemented)
+    if "self_attn.qkv_proj.weight" in layer0 and "self_attn.q_norm.weight" in layer0:
+        built.append(f"the {table.template} template builds fused q/k/v without q/k norms")
     code_norm = features.code.norm if features.code is not None else None
     reused = code_norm is not None and code_norm.centred and "layernorm" in implemented
     if (features.norm.type != "rms" and not reused) or not features.norm.eps_attr:

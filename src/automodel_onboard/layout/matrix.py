@@ -152,6 +152,38 @@ COHERE_BASE: Mapping[str, Any] = {
     "torch_dtype": "float32",
 }
 
+# Phi-3's shape: fused qkv_proj and gate_up_proj checkpoint tensors (kept fused), LongRoPE (short and long factors
+# over the rotated pairs), one sliding window.
+PHI3_BASE: Mapping[str, Any] = {
+    "architectures": ["Phi3ForCausalLM"],
+    "model_type": "phi3",
+    "hidden_size": 3072,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "hidden_act": "silu",
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "max_position_embeddings": 131072,
+    "original_max_position_embeddings": 4096,
+    "rope_scaling": {
+        "type": "longrope",
+        "short_factor": [1.0 + 0.01 * i for i in range(48)],
+        "long_factor": [1.0 + 0.1 * i for i in range(48)],
+    },
+    "sliding_window": 262144,
+    "resid_pdrop": 0.0,
+    "embd_pdrop": 0.0,
+    "attention_dropout": 0.0,
+    "vocab_size": 32064,
+    "tie_word_embeddings": False,
+    "bos_token_id": 1,
+    "eos_token_id": 32000,
+    "pad_token_id": 32000,
+    "torch_dtype": "bfloat16",
+}
+
 
 @dataclass(frozen=True)
 class Synthetic:
@@ -201,6 +233,7 @@ DENSE: tuple[Synthetic, ...] = (
     Synthetic("gemma3-local-global-rope", "dense", GEMMA3_TEXT_BASE),
     Synthetic("olmo2-post-norms", "dense", OLMO2_BASE),
     Synthetic("cohere-parallel-layernorm", "dense", COHERE_BASE),
+    Synthetic("phi3-fused-longrope", "dense", PHI3_BASE),
 )
 
 QWEN3_MOE_BASE: Mapping[str, Any] = {

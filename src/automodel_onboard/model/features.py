@@ -157,6 +157,10 @@ def _below_one(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v < 1
 
 
+def _above_zero(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
 def _true(v: Any) -> bool:
     return v is True
 
@@ -189,6 +193,8 @@ TRAIT_FIELDS: tuple[tuple[str, str, Any, str], ...] = (
     ("multi_token_prediction", "num_mtp_layers", _positive, "multi-token prediction layers"),
     ("attention_sinks", "attention_sink_size", _set, "attention sinks"),
     ("bidirectional_attention", "use_bidirectional_attention", _true, "bidirectional attention"),
+    ("residual_dropout", "resid_pdrop", _above_zero, "dropout on the residual branches (resid_pdrop)"),
+    ("embedding_dropout", "embd_pdrop", _above_zero, "dropout on the embeddings (embd_pdrop)"),
 )
 POSITION_EMBEDDINGS = ("absolute", "learned", "alibi")
 
@@ -368,7 +374,7 @@ def mlp_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None)
             and not k.startswith(("mlp.gate.", "mlp.router."))
         ]
         if mlp_keys:
-            gated = any("gate_proj" in k for k in mlp_keys)
+            gated = any(re.search(r"gate_(up_)?proj", k) for k in mlp_keys)
             inv_bias = any(k.endswith(".bias") for k in mlp_keys)
             if inv_bias != bias:
                 bias, bias_attr = inv_bias, None
