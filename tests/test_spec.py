@@ -319,3 +319,12 @@ def test_a_scaling_by_no_config_field_is_a_trait_of_its_own():
     ]
     lost = features.with_code(base, CodeFacts(float("nan"), 1.0, None), {"hidden_size": 64})
     assert [t.key for t in lost.traits] == ["embedding_scale"]
+
+
+def test_measuring_the_reference_leaves_the_callers_random_state_alone():
+    import torch
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    build_spec(load_config("google__gemma-7b.json"))
+    assert torch.equal(torch.get_rng_state(), before)

@@ -207,15 +207,20 @@ def build_spec(
     tiny = tiny_config(raw, feats, text_key=text_key, vision_key=verdict.vision_key)
     tiny_total = None
     if inventory is not None:
+        import torch
+
         from automodel_onboard.model import behaviour, reference
 
-        # Built on the CPU and run: what the code does beyond its config and parameters is measured.
-        if remote is not None:
-            model = reference.instantiate_remote_tiny(tiny, remote.code, device="cpu")
-        else:
-            model = reference.instantiate_tiny(tiny, names.model_type, inventory.model_class, device="cpu")
+        # Built on the CPU and run: what the code does beyond its config and parameters is measured. Its random
+        # initialisation draws from a forked generator, leaving the caller's random state as it was.
+        with torch.random.fork_rng(devices=[]):
+            if remote is not None:
+                model = reference.instantiate_remote_tiny(tiny, remote.code, device="cpu")
+            else:
+                model = reference.instantiate_tiny(tiny, names.model_type, inventory.model_class, device="cpu")
+            code = behaviour.measure(model)
         tiny_total = sum(p.numel() for p in model.parameters())
-        feats = features_mod.with_code(feats, behaviour.measure(model), tiny[text_key] if text_key else tiny)
+        feats = features_mod.with_code(feats, code, tiny[text_key] if text_key else tiny)
 
     spec = ArchSpec(
         kind=verdict.kind,
