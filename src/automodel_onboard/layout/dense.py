@@ -71,6 +71,13 @@ TENSOR_PARALLEL_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel.components.distributed", "ModelParallelizer"),
     ("nemo_automodel.components.distributed.optimized_tp_plans", "VocabParallelEmbedding"),
 )
+# What the recipe-run test imports (the text kinds whose example recipe is run for real).
+RECIPE_RUN_SYMBOLS: tuple[tuple[str, str], ...] = (
+    ("nemo_automodel.cli.utils", "resolve_recipe_name"),
+    ("nemo_automodel.components.config._arg_parser", "parse_args_and_load_config"),
+    ("nemo_automodel.components.launcher.interactive", "resolve_recipe_cls"),
+    ("nemo_automodel.recipes.llm.train_ft", "TrainFinetuneRecipeForNextTokenPrediction"),
+)
 # What the dense kind imports: its plans' q/k-norm style, the context-parallel test and the recipe-run test besides.
 NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
     *TEXT_SYMBOLS,
@@ -78,10 +85,7 @@ NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
     *TENSOR_PARALLEL_SYMBOLS,
     ("nemo_automodel.components.distributed.parallel_styles", "ReplicatedWithGradAllReduce"),  # per-head q/k norms
     ("nemo_automodel.components.distributed.context_parallel", "ContextParallelSharder"),
-    ("nemo_automodel.cli.utils", "resolve_recipe_name"),
-    ("nemo_automodel.components.config._arg_parser", "parse_args_and_load_config"),
-    ("nemo_automodel.components.launcher.interactive", "resolve_recipe_cls"),
-    ("nemo_automodel.recipes.llm.train_ft", "TrainFinetuneRecipeForNextTokenPrediction"),
+    *RECIPE_RUN_SYMBOLS,
 )
 
 # Traits (features.Trait keys) the dense template builds; every other trait of a model is a gap. The scaling

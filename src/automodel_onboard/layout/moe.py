@@ -21,6 +21,7 @@ from automodel_onboard.layout.common import Import, without
 from automodel_onboard.layout.dense import (
     IMPLEMENTED_TRAITS,
     MULTI_PROCESS_SYMBOLS,
+    RECIPE_RUN_SYMBOLS,
     TENSORS,
     TEXT_SYMBOLS,
     DenseLayout,
@@ -44,6 +45,7 @@ NEMO_UTILS = "nemo_automodel.components.models.common.utils"
 NEMO_MOE_SYMBOLS: tuple[tuple[str, str], ...] = (
     *TEXT_SYMBOLS,
     *MULTI_PROCESS_SYMBOLS,
+    *RECIPE_RUN_SYMBOLS,
     (NEMO_UTILS, "cast_model_to_dtype"),
     (MOE_CONFIG, "MoEConfig"),
     (MOE_LAYERS, "MoE"),
