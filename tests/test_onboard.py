@@ -88,7 +88,7 @@ def test_unimplemented_features_are_refused_with_the_list(checkout):
     with pytest.raises(OnboardError) as info:
         onboard.new(onboard.Request(model=str(CONFIGS / "microsoft__phi-2.json"), dest=checkout, verify=False))
     assert info.value.code == "unsupported-features"
-    assert "partial rotary embeddings" in info.value.what
+    assert "fused or non-gated MLP projection" in info.value.what
     assert "--allow-unsupported" in info.value.fix
 
 

@@ -156,7 +156,7 @@ def test_refusals_are_rows(pristine, tmp_path):
     assert (bart.kind, bart.verdict, bart.max_logit_diff) == ("unsupported", "refused: unsupported", None)
     phi = smoke.run_case(smoke.Case("phi", "fixture", CONFIGS / "microsoft__phi-2.json"), pristine, tmp_path)
     assert (phi.kind, phi.verdict) == ("dense", "refused: unsupported-features")
-    assert "partial rotary" in phi.notes
+    assert "fused or non-gated MLP projection" in phi.notes
 
 
 def test_synthetic_rows_left_out_of_the_run_are_not_compared(monkeypatch, tmp_path):

@@ -219,7 +219,7 @@ def test_vlm_top_level_text(specs):
         ("microsoft__phi-2.json", "parallel_block", "parallel attention/MLP"),
         ("stabilityai__stablelm-2-1_6b.json", "layernorm", "LayerNorm"),
         ("allenai__OLMo-1B-hf.json", "layernorm", "LayerNorm"),
-        ("databricks__dbrx-base.json", "fused_qkv", "fused q/k/v"),
+        ("databricks__dbrx-base.json", "fused_qkv_layout", "fused q/k/v"),
         ("Qwen__Qwen2.5-VL-3B-Instruct.json", "mrope", "mrope"),
     ],
 )

@@ -202,12 +202,11 @@ POSITION_EMBEDDINGS = ("absolute", "learned", "alibi")
 TRAIT_PARAMS: tuple[tuple[str, str, str], ...] = (
     ("sandwich_norms", r"(pre|post)_feedforward_layernorm", "extra sandwich norms around the MLP"),
     ("post_attention_norm", r"post_(self_)?attn(ention)?_layernorm$|post_attention_norm", "extra post-attention norm"),
-    ("fused_qkv", r"(qkv_proj|query_key_value|Wqkv|c_attn|wqkv)\.", "fused q/k/v projection in the checkpoint"),
-    (
-        "fused_gate_up",
-        r"(gate_up_proj|w13|fc1|c_fc|dense_h_to_4h)\.",
-        "fused or non-gated MLP projection in the checkpoint",
-    ),
+    # Phi-3's fused names, which the dense kind keeps fused, and the other families' fused or non-gated layouts.
+    ("fused_qkv", r"qkv_proj\.", "fused q/k/v projection (qkv_proj) in the checkpoint"),
+    ("fused_gate_up", r"gate_up_proj\.", "fused gate/up projection (gate_up_proj) in the checkpoint"),
+    ("fused_qkv_layout", r"(query_key_value|Wqkv|c_attn|wqkv)\.", "fused q/k/v projection in the checkpoint"),
+    ("mlp_layout", r"(w13|fc1|c_fc|dense_h_to_4h)\.", "fused or non-gated MLP projection in the checkpoint"),
     ("attention_sinks", r"\.sinks$", "attention sinks"),
     ("attention_experts", r"self_attention\.experts\.", "mixture of attention heads (attention experts)"),
 )
