@@ -70,6 +70,7 @@ MULTI_PROCESS_SYMBOLS: tuple[tuple[str, str], ...] = (
 TENSOR_PARALLEL_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel.components.distributed", "ModelParallelizer"),
     ("nemo_automodel.components.distributed.optimized_tp_plans", "VocabParallelEmbedding"),
+    ("nemo_automodel.components.distributed.parallel_styles", "ReplicatedWithGradAllReduce"),  # per-head q/k norms
 )
 # What the recipe-run test imports (the text kinds whose example recipe is run for real).
 RECIPE_RUN_SYMBOLS: tuple[tuple[str, str], ...] = (
@@ -78,12 +79,11 @@ RECIPE_RUN_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel.components.launcher.interactive", "resolve_recipe_cls"),
     ("nemo_automodel.recipes.llm.train_ft", "TrainFinetuneRecipeForNextTokenPrediction"),
 )
-# What the dense kind imports: its plans' q/k-norm style, the context-parallel test and the recipe-run test besides.
+# What the dense kind imports: the context-parallel test and the recipe-run test besides.
 NEMO_SYMBOLS: tuple[tuple[str, str], ...] = (
     *TEXT_SYMBOLS,
     *MULTI_PROCESS_SYMBOLS,
     *TENSOR_PARALLEL_SYMBOLS,
-    ("nemo_automodel.components.distributed.parallel_styles", "ReplicatedWithGradAllReduce"),  # per-head q/k norms
     ("nemo_automodel.components.distributed.context_parallel", "ContextParallelSharder"),
     *RECIPE_RUN_SYMBOLS,
 )
