@@ -330,6 +330,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         and not isinstance(text, moe.MoeLayout)
     )
     family_initialised = tuple(p.attribute for p in parts if not p.initialises_itself and code.family_initialiser)
+    token_types, fills_token_types = next(((n, fills) for n, fills in TOKEN_TYPES if n in forward), (None, False))
     vision = VisionLayout(
         config_class=spec.hf["config_class"],
         reference_model=Import(code.model.module, (code.model.name,)),
@@ -343,8 +344,8 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         layer_sets=tuple((part, count) for part, count in code.part_layers if count is not None),
         channels="vision." + next((c for c in CHANNELS if c in _vision_fields(code)), "num_channels"),
         image_tokens=_image_tokens(pixel_layout, spec),
-        token_types=next((name for name, _ in TOKEN_TYPES if name in forward), None),
-        fills_token_types=next((fills for name, fills in TOKEN_TYPES if name in forward), False),
+        token_types=token_types,
+        fills_token_types=fills_token_types,
         supported=_supported(spec, code),
         checkpoint_prefixes=((in_model, in_checkpoint), *((o, t) for o, t in code.prefixes if o != in_model)),
         computed_tables=code.computed_tables,

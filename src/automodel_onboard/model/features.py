@@ -139,7 +139,7 @@ class Features:
     vocab_size: int | None
     moe: Moe | None = None
     vision: Vision | None = None
-    traits: tuple[Trait, ...] = ()  # see TRAIT_FIELDS / TRAIT_PARAMS / code_traits
+    traits: tuple[Trait, ...] = ()  # see TRAIT_FIELDS / TRAIT_PARAMS / with_code
     code: CodeFacts | None = None  # measured by running the reference on the tiny config
 
 
@@ -354,8 +354,10 @@ def rope_features(text: ConfigView, rotary_width: int | None = None, rotated: in
 
 def mlp_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None) -> Mlp:
     act = text.str_("hidden_act") or "silu"
+    # The attribute the reference reads it from (Gemma 2's hidden_activation); a nested one is not readable as such.
     found = text.find("hidden_act")
-    act_attr = found.key[len(text.prefix) :] if found is not None and "." not in found.key[len(text.prefix) :] else None
+    key = found.key[len(text.prefix) :] if found is not None else "hidden_act"
+    act_attr = key if "." not in key else "hidden_act"
     bias_found = text.find("mlp_bias")
     declared = bool(text.bool_("mlp_bias")) if bias_found else False
     bias_attr = "mlp_bias" if bias_found else None
@@ -383,7 +385,7 @@ def mlp_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None)
         bias=bias,
         bias_attr=bias_attr,
         intermediate_size=text.int_("intermediate_size"),
-        activation_attr=act_attr or "hidden_act",
+        activation_attr=act_attr,
     )
 
 
