@@ -363,12 +363,77 @@ def test_vlm_layout_of_qwen2_5_vl_positions_its_tokens_on_three_grids(spec):
     assert vision["image_tokens"] == "side * side // vision.spatial_merge_size**2"
 
 
+def test_qwen3_vl_interleaves_its_rope_grids_and_stacks_vision_features():
+    """Qwen3-VL: the interleaved multimodal RoPE measured on the reference (no config field says it), DeepStack from
+    the inputs its text model takes, the tower's blocks counted by ``depth`` (its DeepStack mergers are rows of their
+    own), no pipeline stages."""
+    from automodel_onboard.layout import matrix
+
+    (case,) = [c for c in matrix.VLM if c.case_id == "qwen3-vl-deepstack"]
+    config = case.config()
+    lay = build_spec(config, existing_models=frozenset()).layout
+    assert lay.gaps == ()
+    assert (lay.attention.mrope, lay.attention.mrope_interleaved, lay.vision.deepstack) == (True, True, True)
+    assert lay.vision.layer_sets == (("visual", "config.vision_config.depth"),)
+    assert {r.nemo for r in lay.tensors if "deepstack_merger_list.2." in r.nemo} >= {
+        "model.visual.deepstack_merger_list.2.linear_fc1.weight"
+    }
+    assert not dict(lay.capabilities)["supports_pp"]
+    sectioned = {**config, "text_config": {**config["text_config"], "rope_scaling": {"mrope_section": [24, 20, 20]}}}
+    # The flag is not what decides: the family's code interleaves whatever the config says.
+    assert build_spec(sectioned, existing_models=frozenset()).layout.attention.mrope_interleaved
+
+
+def test_a_text_model_input_the_generated_one_would_ignore_is_a_gap(monkeypatch):
+    """A multimodal model handing its text model an input the generated text model does not take is refused with
+    its name (DeepStack's two inputs are taken only together)."""
+    import dataclasses
+
+    from automodel_onboard.layout import matrix, vlm
+
+    (case,) = [c for c in matrix.VLM if c.case_id == "qwen3-vl-deepstack"]
+    spec = build_spec(case.config(), existing_models=frozenset())
+    code = spec.inventory.probes.multimodal
+    half = dataclasses.replace(code, text_inputs=("input_ids", "visual_pos_masks", "kwargs"))
+    probes = dataclasses.replace(spec.inventory.probes, multimodal=half)
+    changed = dataclasses.replace(spec, inventory=dataclasses.replace(spec.inventory, probes=probes))
+    gaps = vlm.build(changed).gaps
+    assert "the family's text model takes inputs the generated one does not: visual_pos_masks" in gaps
+
+
 def test_a_clip_class_token_counts_among_the_image_tokens_when_kept():
     from automodel_onboard.layout import matrix
 
     lay = build_spec(matrix.LLAVA_BASE, existing_models=frozenset()).layout
     assert lay.gaps == ()
     assert lay.vision.image_tokens.endswith('+ int(config.vision_feature_select_strategy == "full")')
+
+
+def test_a_moe_text_model_behind_the_vision_tower_is_the_moe_kinds():
+    """LLaVA with Mixtral's text model: NeMo's MoE layer under the text model's place, the text family's checkpoint
+    renames (``block_sparse_moe``) found under its own model type, expert parallelism declared, TP not."""
+    from automodel_onboard.layout import matrix
+
+    (case,) = [c for c in matrix.VLM if c.case_id == "llava-mixtral-text"]
+    lay = build_spec(case.config(), existing_models=frozenset()).layout
+    assert lay.gaps == () and lay.experts and lay.moe_args
+    assert lay.router == "model.language_model.layers.{layer}.mlp.gate"
+    assert dict(lay.capabilities) == {
+        "supports_tp": False,
+        "supports_cp": False,
+        "supports_pp": False,
+        "supports_ep": True,
+    }
+    mlp = {c.label: c.reference for c in lay.compared_modules}["mlp"]
+    assert mlp == "model.language_model.layers.{layer}.mlp"
+    rows = {r.nemo: (r.sources, r.layers) for r in lay.tensors}
+    assert rows["model.language_model.layers.{layer}.mlp.experts.gate_and_up_projs"] == (
+        (
+            "language_model.model.layers.{layer}.block_sparse_moe.experts.{expert}.w1.weight",
+            "language_model.model.layers.{layer}.block_sparse_moe.experts.{expert}.w3.weight",
+        ),
+        "moe",
+    )
 
 
 @pytest.mark.parametrize(

@@ -110,3 +110,14 @@ def test_any_resolution_grids_shrink_with_the_tile():
     assert [list(p) for p in tiny["image_grid_pinpoints"]] == want
     odd = build_spec(base | {"image_grid_pinpoints": [[384, 768], [768, 384]]}, existing_models=frozenset())
     assert [list(p) for p in odd.tiny_config["image_grid_pinpoints"]] == [[size, 2 * size], [2 * size, size]]
+
+
+def test_deepstack_layers_stay_within_the_tiny_tower():
+    """Qwen3-VL's DeepStack takes features after the listed vision layers, one merger each: the tiny tower lists its
+    first layers, as many as the real one lists, and is deep enough to hold them."""
+    from automodel_onboard.layout import matrix
+
+    base = next(c for c in matrix.VLM if c.case_id == "qwen3-vl-deepstack").config()
+    vision = build_spec(base, existing_models=frozenset()).tiny_config["vision_config"]
+    assert list(vision["deepstack_visual_indexes"]) == [0, 1, 2]
+    assert vision["depth"] == 3 < base["vision_config"]["depth"]

@@ -481,6 +481,57 @@ QWEN2_VL_BASE: Mapping[str, Any] = {
     "torch_dtype": "bfloat16",
 }
 
+# Qwen3-VL's shape (Qwen3-VL-2B-Instruct's config.json): multimodal RoPE interleaving the grids dim by dim, DeepStack
+# (three intermediate vision layers' features added to the first text layers at the image tokens), Qwen3 text.
+QWEN3_VL_BASE: Mapping[str, Any] = {
+    "architectures": ["Qwen3VLForConditionalGeneration"],
+    "model_type": "qwen3_vl",
+    "image_token_id": 151655,
+    "video_token_id": 151656,
+    "vision_start_token_id": 151652,
+    "vision_end_token_id": 151653,
+    "tie_word_embeddings": True,
+    "text_config": {
+        "model_type": "qwen3_vl_text",
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "dtype": "bfloat16",
+        "head_dim": 128,
+        "hidden_act": "silu",
+        "hidden_size": 2048,
+        "initializer_range": 0.02,
+        "intermediate_size": 6144,
+        "max_position_embeddings": 262144,
+        "num_attention_heads": 16,
+        "num_hidden_layers": 28,
+        "num_key_value_heads": 8,
+        "rms_norm_eps": 1e-06,
+        "rope_scaling": {"mrope_interleaved": True, "mrope_section": [24, 20, 20], "rope_type": "default"},
+        "rope_theta": 5000000,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "vocab_size": 151936,
+    },
+    "vision_config": {
+        "model_type": "qwen3_vl",
+        "deepstack_visual_indexes": [5, 11, 17],
+        "depth": 24,
+        "hidden_act": "gelu_pytorch_tanh",
+        "hidden_size": 1024,
+        "in_channels": 3,
+        "initializer_range": 0.02,
+        "intermediate_size": 4096,
+        "num_heads": 16,
+        "num_position_embeddings": 2304,
+        "out_hidden_size": 2048,
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    },
+}
+
 VLM: tuple[Synthetic, ...] = (
     Synthetic("llava-base", "vlm", LLAVA_BASE),
     # The class token kept among the image features ("full"), the last layer's features.
@@ -488,6 +539,20 @@ VLM: tuple[Synthetic, ...] = (
         "llava-full-features", "vlm", LLAVA_BASE, {"vision_feature_select_strategy": "full", "vision_feature_layer": -1}
     ),
     Synthetic("qwen2-vl-base", "vlm", QWEN2_VL_BASE),
+    Synthetic("qwen3-vl-deepstack", "vlm", QWEN3_VL_BASE),
+    # A MoE text model behind the vision tower: LLaVA's tower and projector with Mixtral's text model (its checkpoint
+    # names renamed by transformers, its experts stored one by one).
+    Synthetic(
+        "llava-mixtral-text",
+        "vlm",
+        LLAVA_BASE,
+        {
+            "text_config": dict(MIXTRAL_BASE),
+            "vocab_size": MIXTRAL_BASE["vocab_size"],
+            "image_token_index": 31999,
+            "pad_token_id": 31998,
+        },
+    ),
     # LLaVA-NeXT's any-resolution tiling with a learned row newline (llava-v1.6-vicuna-7b-hf's shape): the first
     # resolution taller than wide, so the tests tile the other way round from the Mistral fixture.
     Synthetic(

@@ -42,15 +42,19 @@ MOE_LAYERS = "nemo_automodel.components.moe.layers"
 MOE_MIXIN = "nemo_automodel.components.moe.fsdp_mixin"
 MOE_PARALLELIZER = "nemo_automodel.components.moe.parallelizer"
 NEMO_UTILS = "nemo_automodel.components.models.common.utils"
+# What a MoE text model adds, in any kind that holds one.
+EXPERT_SYMBOLS: tuple[tuple[str, str], ...] = (
+    (MOE_CONFIG, "MoEConfig"),
+    (MOE_LAYERS, "MoE"),
+    (MOE_MIXIN, "MoEFSDPSyncMixin"),
+    (MOE_PARALLELIZER, "apply_ep"),  # the generated expert-parallel test shards the experts with it
+)
 NEMO_MOE_SYMBOLS: tuple[tuple[str, str], ...] = (
     *TEXT_SYMBOLS,
     *MULTI_PROCESS_SYMBOLS,
     *RECIPE_RUN_SYMBOLS,
     (NEMO_UTILS, "cast_model_to_dtype"),
-    (MOE_CONFIG, "MoEConfig"),
-    (MOE_LAYERS, "MoE"),
-    (MOE_MIXIN, "MoEFSDPSyncMixin"),
-    (MOE_PARALLELIZER, "apply_ep"),  # the generated expert-parallel test shards the experts with it
+    *EXPERT_SYMBOLS,
 )
 
 

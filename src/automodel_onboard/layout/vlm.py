@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from automodel_onboard.layout import dense, moe
 from automodel_onboard.layout.checkpoint import LAYER, CheckpointTensor, name_pattern
 from automodel_onboard.layout.common import ComparedModule, Import, merged, without
+from automodel_onboard.model.reference import LAYER_LISTS
 
 if TYPE_CHECKING:
     from automodel_onboard.model.spec import ArchSpec
@@ -32,11 +33,12 @@ NEMO_VLM_SYMBOLS: tuple[tuple[str, str], ...] = (
     # The pipeline test sends the images as NeMo's VLM recipe does.
     ("nemo_automodel.components.datasets.vlm.pp_media", "prepare_vlm_media_for_pp"),
     ("nemo_automodel.components.datasets.vlm.pp_media", "stage_vlm_media_for_pp"),
+    *moe.EXPERT_SYMBOLS,  # a MoE text model's
 )
 # Traits the VLM kind builds beyond its text kind's: multimodal RoPE (position grids per image, Qwen2-VL's).
 # Traits the multimodal model completes: its position grids (mrope) and its masks (a prefix or an image attending
 # both ways: the text model takes the family's masks and, where none is given, its config's causality).
-VLM_TRAITS = frozenset({"mrope", "bidirectional_attention"})
+VLM_TRAITS = frozenset({"mrope", "mrope_interleaved", "bidirectional_attention"})
 # How the test images are laid out, by what the vision tower's forward takes (first match): flattened patches with
 # their (t, h, w) grids (Qwen2-VL), images of their own size (Pixtral), or square images of the configured size.
 # An any-resolution config (TILED) overrides it: each image is cut into tiles of the tower's size (LLaVA-NeXT's).
@@ -77,6 +79,25 @@ COUNT_CHECKS: tuple[tuple[str, str | None], ...] = (("get_placeholder_mask", Non
 PIPELINE_LAYOUTS = frozenset({"square", "sized"})
 # The per-image input NeMo's chunker hands back as ``image_grid_hws``, by the name the family's image code takes.
 GRID_INPUTS = ("image_grid_thw", "image_sizes")
+# What the generated text model's forward takes: the decoder's inputs, and DeepStack's (Qwen3-VL's: the features of
+# intermediate vision layers added to the first text layers' outputs at the image tokens). The family's multimodal
+# model handing its text model anything else is a gap: the generated one would ignore it.
+TEXT_INPUTS = frozenset(
+    {
+        "input_ids",
+        "attention_mask",
+        "position_ids",
+        "past_key_values",
+        "inputs_embeds",
+        "use_cache",
+        "output_hidden_states",
+        "output_attentions",
+        "return_dict",
+        "cache_position",
+        "kwargs",
+    }
+)
+DEEPSTACK_INPUTS = ("visual_pos_masks", "deepstack_visual_embeds")
 # Methods the generated multimodal model defines itself rather than takes over.
 OWN_METHODS = frozenset({"get_input_embeddings", "set_input_embeddings"})
 # NeMo AutoModel's names for the sub-models, given as properties where the family names them otherwise: the family's
@@ -84,7 +105,7 @@ OWN_METHODS = frozenset({"get_input_embeddings", "set_input_embeddings"})
 NEMO_NAMES = ("vision_tower", "multi_modal_projector", "language_model")
 CHANNELS = ("num_channels", "in_channels", "in_chans")
 # The vision layer index in a tensor name, under the names transformers gives the layer lists.
-VISION_LAYER = re.compile(r"(?:(?<=\.layers\.)|(?<=\.blocks\.)|(?<=\.layer\.))\d+(?=\.)")
+VISION_LAYER = re.compile("(?:" + "|".join(rf"(?<=\.{name}\.)" for name in LAYER_LISTS) + r")\d+(?=\.)")
 
 
 @dataclass(frozen=True)
@@ -135,6 +156,7 @@ class VisionLayout:
     parameter_inits: tuple[tuple[str, str], ...] = ()
     pipeline: bool = False  # pipeline stages verified: the forward is stage-aware and takes NeMo's staged images
     grid_input: str | None = None  # the family's per-image input among the image inputs (GRID_INPUTS)
+    deepstack: bool = False  # the text model adds intermediate vision features to its first layers' outputs
 
 
 @dataclass(frozen=True)
@@ -161,7 +183,9 @@ def _text_view(spec: ArchSpec, code: Any) -> ArchSpec:
             tensors.append(dataclasses.replace(tensor, name="lm_head." + tensor.name[len(head) :]))
     inventory = dataclasses.replace(spec.inventory, tensors=tuple(tensors), config_class=code.text_config.name)
     hf = {"config_class": code.text_config.name, "model_class": spec.hf["model_class"]}
-    return dataclasses.replace(spec, inventory=inventory, hf=hf, layout=None)
+    # The text family's model type: its checkpoint renames (Mixtral's ``block_sparse_moe``) are declared under it.
+    model_type = getattr(_class(code.text_config), "model_type", None) or spec.model_type
+    return dataclasses.replace(spec, inventory=inventory, hf=hf, layout=None, model_type=model_type)
 
 
 def _moved(name: str, text: str, head: str) -> str:
@@ -282,8 +306,6 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         return None
     if code is None:
         return _refused(spec, "the reference holds no multimodal model (vision tower, projector, text) as 'model'")
-    if spec.text_backbone == "moe":
-        return _refused(spec, "a MoE text model: the vlm template is verified with dense text models only")
     text_spec = _text_view(spec, code)
     text = _text_layout(text_spec)
     if text is None:
@@ -300,7 +322,8 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         )
         for r in fields["tensors"]
     ]
-    rows += _vision_rows(spec, code)
+    vision_rows = _vision_rows(spec, code)
+    rows += vision_rows
     taken = {code.text_config.name, spec.hf["config_class"], *dataclasses.astuple(fields["classes"])}
     parts = tuple(
         Part(attr, Import(ref.module, (ref.name,)), _alias(ref.name, taken), built_from, _is_model(ref))
@@ -322,12 +345,14 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         code.text_attribute,
     )
     aliases = tuple((nemo, attr) for nemo, attr in zip(NEMO_NAMES, family_names, strict=True) if attr and nemo != attr)
+    deepstack = all(name in code.text_inputs for name in DEEPSTACK_INPUTS)
     pipeline = (
         dict(fields["capabilities"]).get("supports_pp", False)
         and pixel_layout in PIPELINE_LAYOUTS
         and code.text_attribute == "language_model"
         and not fields["attention"].mrope
         and not isinstance(text, moe.MoeLayout)
+        and not deepstack  # the intermediate vision features are not staged
     )
     family_initialised = tuple(p.attribute for p in parts if not p.initialises_itself and code.family_initialiser)
     token_types, fills_token_types = next(((n, fills) for n, fills in TOKEN_TYPES if n in forward), (None, False))
@@ -356,6 +381,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         aliases=aliases,
         pipeline=pipeline,
         grid_input=next((name for name in GRID_INPUTS if name in code.image_inputs), None),
+        deepstack=deepstack,
         family_initialised=family_initialised,
         parameter_inits=_parameter_inits(spec, code, family_initialised),
         initialiser=code.family_initialiser,
@@ -386,7 +412,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
             f"images tiled at several resolutions ({tiling}): the vlm template tiles by image_grid_pinpoints only"
         )
     counted = {part for part, count in code.part_layers if count is not None}
-    for part in sorted({r.layers for r in rows if r.layers != "all" and r.layers not in counted}):
+    for part in sorted({r.layers for r in vision_rows if r.layers != "all" and r.layers not in counted}):
         gaps.append(f"the layers of {part}: no config field counts them")
     for name, shape in code.own_parameters:
         if shape is None:
@@ -395,6 +421,10 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         gaps.append(f"attribute {name} of the multimodal model is set by code other than a config field")
     if not checks:
         gaps.append("the family's merge of image features has no image-token count to check against the prompt")
+    handled = TEXT_INPUTS | (set(DEEPSTACK_INPUTS) if vision.deepstack else set())
+    unknown = [name for name in code.text_inputs if name not in handled]
+    if unknown:
+        gaps.append(f"the family's text model takes inputs the generated one does not: {', '.join(unknown)}")
     if pixel_layout == "stacked" and "perceiver_config" not in spec.tiny_config:
         gaps.append("stacked images without a perceiver resampler: the tokens per image are not derived")
     # The text model's plan under its place in the multimodal model; the vision tower and projector stay whole on
@@ -414,10 +444,13 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         gaps=tuple(gaps),
         nemo_native=True,
         experts=isinstance(text, moe.MoeLayout),
-        router=text.router if isinstance(text, moe.MoeLayout) else "",
+        router=_moved(text.router, in_model, "lm_head.") if isinstance(text, moe.MoeLayout) else "",
         embedding=f"{in_model}embed_tokens.weight",
         text_config="config.text_config",
-        capabilities=dense.capabilities(supports_tp=bool(plan), supports_pp=pipeline),
+        # Expert parallelism is NeMo's MoE layer's, and the generated suite runs it.
+        capabilities=dense.capabilities(
+            supports_tp=bool(plan), supports_pp=pipeline, supports_ep=isinstance(text, moe.MoeLayout)
+        ),
         tensor_parallel=plan,
         multi_process=True,
         stage_aware=pipeline,

@@ -44,6 +44,9 @@ class CodeFacts:
     float32_tables: bool | None = None
     # The RoPE tables repeat each angle for adjacent dims (0, 1), (2, 3), ... (Cohere's), not for dims i and i + D/2.
     rope_pairs: bool | None = None
+    # Multimodal RoPE: the frequencies follow the (temporal, height, width) grids by contiguous sections (Qwen2-VL's)
+    # or interleaved dim by dim (Qwen3-VL's); None: not multimodal, or neither layout.
+    mrope_layout: str | None = None
 
 
 SAMPLE_IDS = ((3, 5, 7, 11, 13, 17),)
@@ -74,6 +77,7 @@ def measure(model: Any) -> CodeFacts | None:
             zero_parameters=tuple(n for n, p in model.named_parameters() if p.numel() and not p.any()),
             float32_tables=_float32_tables(text),
             rope_pairs=_rope_pairs(text),
+            mrope_layout=_mrope_layout(text),
         )
 
 
@@ -199,3 +203,36 @@ def _rope_pairs(text: Any) -> bool | None:
     if row.numel() < 4 or row.numel() % 2:
         return None
     return bool(torch.equal(row[0::2], row[1::2])) and not torch.equal(row[0], row[2])
+
+
+# How multimodal RoPE assigns the rotary frequencies to the (temporal, height, width) grids, given the config's
+# sections: by contiguous sections, or dim by dim in turn (height and width on dims 1 and 2 modulo 3, up to three
+# times their section; temporal elsewhere).
+MROPE_LAYOUTS: dict[str, Any] = {
+    "sections": lambda sections: [axis for axis, size in enumerate(sections) for _ in range(size)],
+    "interleaved": lambda sections: [d % 3 if d % 3 and d < 3 * sections[d % 3] else 0 for d in range(sum(sections))],
+}
+
+
+def _mrope_layout(text: Any) -> str | None:
+    """Which grid each rotary frequency follows, measured by moving one grid's position at a time."""
+    import torch
+
+    rotary = getattr(text, "rotary_emb", None)
+    rope = getattr(getattr(text, "config", None), "rope_parameters", None) or {}
+    sections = rope.get("mrope_section") if isinstance(rope, Mapping) else None
+    if rotary is None or not isinstance(sections, (list, tuple)):
+        return None
+    moved = []
+    for axis in range(3):
+        positions = torch.zeros(3, 1, 1, dtype=torch.long)
+        positions[axis] = 1
+        try:
+            _, sin = rotary(torch.zeros(1, 1, 8), positions)
+        except Exception:  # not a RoPE over three grids
+            return None
+        moved.append(sin[0, 0, : sum(sections)] != 0)  # sines: the lowest frequencies' cosines round to 1
+    if not all(sum(int(m[d]) for m in moved) == 1 for d in range(sum(sections))):
+        return None
+    axes = [next(a for a in range(3) if moved[a][d]) for d in range(sum(sections))]
+    return next((name for name, layout in MROPE_LAYOUTS.items() if layout(list(sections)) == axes), None)

@@ -61,6 +61,7 @@ class MultimodalCode:
     # vision tower, the projector, ...
     parts: tuple[tuple[str, ClassRef, str], ...]
     part_inputs: tuple[tuple[str, tuple[str, ...]], ...]  # (attribute, its forward's parameter names)
+    text_inputs: tuple[str, ...]  # the text model's forward's parameter names (what the multimodal model hands it)
     methods: tuple[str, ...]  # what the class itself defines (forward, get_image_features, ...), in order
     state: tuple[str, ...]  # instance attributes it starts as None (caches such as Qwen2-VL's rope_deltas)
     image_inputs: tuple[str, ...]  # get_image_features' keyword inputs after pixel_values (image_sizes, ...)
@@ -376,6 +377,9 @@ def _probe(model: Any, config: Any, checkpoint_names: tuple[str, ...]) -> Probes
 TEXT_ATTRIBUTES = ("language_model", "text_model")
 # Config fields that count a part's layers (a vision tower's, a resampler's).
 LAYER_COUNTS = ("num_hidden_layers", "depth", "num_layers", "resampler_depth")
+# The names transformers gives a part's list of layers (other module lists, such as Qwen3-VL's per-layer feature
+# mergers, are counted by other fields).
+LAYER_LISTS = ("layers", "blocks", "layer")
 
 
 def _class_ref(obj: Any) -> ClassRef:
@@ -444,7 +448,11 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
                 counts.setdefault(f"config.{attr}.{field}", []).append(value)
 
     def layer_count(part: Any) -> str | None:
-        lengths = {len(m) for m in part.modules() if isinstance(m, torch.nn.ModuleList)}
+        lengths = {
+            len(m)
+            for name, m in part.named_modules()
+            if isinstance(m, torch.nn.ModuleList) and name.rpartition(".")[2] in LAYER_LISTS
+        }
         if len(lengths) != 1:
             return None
         found = [expr for expr, values in counts.items() if values == [*lengths]]
@@ -456,9 +464,13 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
     part_layers = tuple(
         (a, layer_count(m))
         for a, m in children.items()
-        if a != text and any(isinstance(x, torch.nn.ModuleList) for x in m.modules())
+        if a != text
+        and any(
+            isinstance(x, torch.nn.ModuleList) and n.rpartition(".")[2] in LAYER_LISTS for n, x in m.named_modules()
+        )
     )
     inputs = tuple((a, tuple(inspect.signature(m.forward).parameters)) for a, m in children.items() if a != text)
+    text_inputs = tuple(inspect.signature(children[text].forward).parameters)
     image_inputs: tuple[str, ...] = ()
     if "get_image_features" in vars(cls):
         parameters = list(inspect.signature(vars(cls)["get_image_features"]).parameters.values())[2:]
@@ -498,6 +510,7 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
         family_initialiser=initialiser,
         parts=parts,
         part_inputs=inputs,
+        text_inputs=text_inputs,
         methods=methods,
         state=state,
         image_inputs=image_inputs,

@@ -220,6 +220,12 @@ def _shrink_vision(node: dict[str, Any], text_hidden: int, real_text_hidden: int
             node[key] = TINY_VISION["hidden_size"]
     if "fullatt_block_indexes" in node:
         node["fullatt_block_indexes"] = [TINY_VISION["vision_layers"] - 1]
+    deepstack = node.get("deepstack_visual_indexes")
+    if isinstance(deepstack, (list, tuple)) and deepstack:
+        # Each listed layer's features feed a merger of their own: the first layers, as many as the real tower's,
+        # so the mergers the checkpoint holds are all built and used.
+        node["deepstack_visual_indexes"] = list(range(len(deepstack)))
+        _set(node, "vision_layers", max(TINY_VISION["vision_layers"], len(deepstack)))
     if "num_image_tokens" in node:
         node["num_image_tokens"] = 16
 
