@@ -732,3 +732,32 @@ def test_residual_dropout_is_a_gap(spec):
     config = {**matrix.PHI3_BASE, "resid_pdrop": 0.1}
     gaps = build_spec(config, existing_models=frozenset()).layout.gaps
     assert any("resid_pdrop" in g for g in gaps), gaps
+
+
+def test_lora_targets_are_every_weight_matrix_of_the_text_layers(spec):
+    """The PEFT recipe's targets: each layer's linears (a MoE layer's grouped experts as one module, its router not),
+    under the text model's place in an image-text model; nothing outside the decoder layers."""
+    dense = spec("Qwen__Qwen3-0.6B.json", "dense")["layout"]["lora_targets"]
+    projections = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
+    assert dense == [f"model.layers.*.{p}" for p in [*projections, "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]]
+    moe = spec("Qwen__Qwen3-235B-A22B.json", "moe")["layout"]["lora_targets"]
+    assert moe == [f"model.layers.*.{p}" for p in [*projections, "mlp.experts"]]
+    vlm = spec("mistral-community__pixtral-12b.json", "vlm")["layout"]["lora_targets"]
+    assert vlm == [t.replace("model.", "model.language_model.", 1) for t in dense]
+
+
+def test_the_docs_features_follow_the_capabilities_and_the_tests(spec):
+    """Verified on the CPU where a generated test runs there, declared where its test needs GPUs (context
+    parallelism), not supported otherwise."""
+    dense = dict(map(tuple, spec("Qwen__Qwen3-0.6B.json", "dense")["layout"]["features"]))
+    assert dense == {
+        "FSDP2": "verified on CPU",
+        "Tensor parallelism": "verified on CPU",
+        "Pipeline parallelism": "verified on CPU",
+        "Context parallelism": "declared; its test needs 2 GPUs",
+        "Expert parallelism": "not supported",
+        "LoRA": "verified on CPU",
+        "QLoRA": "not supported",
+    }
+    moe = dict(map(tuple, spec("Qwen__Qwen3-235B-A22B.json", "moe")["layout"]["features"]))
+    assert (moe["Tensor parallelism"], moe["Expert parallelism"]) == ("not supported", "verified on CPU")

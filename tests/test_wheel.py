@@ -101,6 +101,7 @@ def test_sandbox_and_new_run_from_the_installed_package(installed, tmp_path):
     assert written == {
         "docs/model-coverage/llm/community/x_gen.mdx",
         "examples/llm_finetune/x_gen/x_gen_hellaswag.yaml",
+        "examples/llm_finetune/x_gen/x_gen_hellaswag_peft.yaml",
         "nemo_automodel/_transformers/registry.py",
         "nemo_automodel/components/models/x_gen/.copier-answers.yml",
         "nemo_automodel/components/models/x_gen/__init__.py",

@@ -44,6 +44,12 @@ TIED_WEIGHTS = "nemo_automodel.shared.tied_weights"
 # that defines it in NeMo AutoModel 0.7.0; a destination must provide all of its kind's.
 TEXT_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel", "NeMoAutoModelForCausalLM"),
+    # The LoRA test applies NeMo's LoRA as the PEFT recipe configures it.
+    ("nemo_automodel.components._peft.lora", "PeftConfig"),
+    ("nemo_automodel.components._peft.lora", "apply_lora_to_linear_modules"),
+    ("nemo_automodel.components._peft.module_matcher", "wildcard_match"),
+    ("nemo_automodel.components.checkpoint.checkpointing", "Checkpointer"),
+    ("nemo_automodel.components.checkpoint.config", "CheckpointingConfig"),
     ("nemo_automodel._transformers.model_capabilities", "query_capabilities"),
     ("nemo_automodel._transformers.registry", "ModelRegistry"),
     ("nemo_automodel.components.checkpoint.state_dict_adapter", "StateDictAdapter"),
@@ -364,6 +370,49 @@ class DenseLayout:
     # The generated suite runs the example recipe through NeMo AutoModel's own fine-tuning recipe (on a tiny
     # checkpoint the transformers reference writes).
     recipe_run: bool = False
+    # NeMo AutoModel's LoRA targets: the text model's weight matrices in every layer, as module paths with ``*`` for
+    # the layer index (the PEFT recipe's ``target_modules``).
+    lora_targets: tuple[str, ...] = ()
+
+    # The docs page's features table, (feature, FEATURE_STATES entry): always computed from the fields above.
+    features: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        caps = dict(self.capabilities)
+
+        def on_cpu(verified: bool) -> str:
+            return FEATURE_STATES[0] if verified else FEATURE_STATES[2]
+
+        table = (
+            ("FSDP2", on_cpu(self.multi_process)),
+            ("Tensor parallelism", on_cpu(caps["supports_tp"])),
+            ("Pipeline parallelism", on_cpu(caps["supports_pp"])),
+            ("Context parallelism", FEATURE_STATES[1] if caps["supports_cp"] else FEATURE_STATES[2]),
+            ("Expert parallelism", on_cpu(caps["supports_ep"])),
+            ("LoRA", on_cpu(bool(self.lora_targets))),
+            # bitsandbytes' 4-bit base weights need CUDA, and no generated test covers them yet.
+            ("QLoRA", FEATURE_STATES[2]),
+        )
+        object.__setattr__(self, "features", table)
+
+
+# How the docs page states a feature: proven by a generated test on CPU ranks, declared with a generated test that
+# needs GPUs (skipped without them), or not offered.
+FEATURE_STATES = ("verified on CPU", "declared; its test needs 2 GPUs", "not supported")
+# Where the decoder layers sit in the model, and the row names after it that are not LoRA targets (a MoE router,
+# which NeMo AutoModel's LoRA does not adapt).
+LAYERS = "model.layers.{layer}."
+
+
+def lora_targets(tensors: tuple[CheckpointTensor, ...], skip: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The modules holding a matrix in every decoder layer (linears, grouped experts), as LoRA target paths."""
+    found = []
+    for row in tensors:
+        if row.nemo.startswith(LAYERS) and len(row.shape) == 2:
+            module = row.nemo[len(LAYERS) :].rpartition(".")[0]
+            if module not in skip:
+                found.append(f"{LAYERS.replace('{layer}', '*')}{module}")
+    return tuple(dict.fromkeys(found))
 
 
 def _model_imports(
@@ -421,6 +470,7 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> DenseLayout | N
         multi_process=True,
         recipe_run=spec.hf is not None,
         parallel_probe=parallel_probe(fields["tensors"]),
+        lora_targets=lora_targets(fields["tensors"]),
     )
 
 
