@@ -35,8 +35,8 @@ NEMO_VLM_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel.components.datasets.vlm.pp_media", "stage_vlm_media_for_pp"),
     *moe.EXPERT_SYMBOLS,  # a MoE text model's
 )
-# Traits the VLM kind builds beyond its text kind's: multimodal RoPE (position grids per image, Qwen2-VL's).
-# Traits the multimodal model completes: its position grids (mrope) and its masks (a prefix or an image attending
+# Traits the VLM kind builds beyond its text kind's, which the multimodal model completes: its position grids
+# (multimodal RoPE, Qwen2-VL's sections or Qwen3-VL's interleaved ones) and its masks (a prefix or an image attending
 # both ways: the text model takes the family's masks and, where none is given, its config's causality).
 VLM_TRAITS = frozenset({"mrope", "mrope_interleaved", "bidirectional_attention"})
 # How the test images are laid out, by what the vision tower's forward takes (first match): flattened patches with
@@ -421,7 +421,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         gaps.append(f"attribute {name} of the multimodal model is set by code other than a config field")
     if not checks:
         gaps.append("the family's merge of image features has no image-token count to check against the prompt")
-    handled = TEXT_INPUTS | (set(DEEPSTACK_INPUTS) if vision.deepstack else set())
+    handled = TEXT_INPUTS | (set(DEEPSTACK_INPUTS) if deepstack else set())
     unknown = [name for name in code.text_inputs if name not in handled]
     if unknown:
         gaps.append(f"the family's text model takes inputs the generated one does not: {', '.join(unknown)}")

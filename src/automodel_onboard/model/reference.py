@@ -447,12 +447,15 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
             ):
                 counts.setdefault(f"config.{attr}.{field}", []).append(value)
 
-    def layer_count(part: Any) -> str | None:
-        lengths = {
-            len(m)
+    def layer_lists(part: Any) -> list[Any]:
+        return [
+            m
             for name, m in part.named_modules()
             if isinstance(m, torch.nn.ModuleList) and name.rpartition(".")[2] in LAYER_LISTS
-        }
+        ]
+
+    def layer_count(part: Any) -> str | None:
+        lengths = {len(m) for m in layer_lists(part)}
         if len(lengths) != 1:
             return None
         found = [expr for expr, values in counts.items() if values == [*lengths]]
@@ -461,14 +464,7 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
     family = next((k for k in type(inner).__mro__[1:] if "_init_weights" in vars(k)), None)
     generic = family is None or family.__module__ == "transformers.modeling_utils"
     initialiser = next((a for a, m in children.items() if a != text and not generic and isinstance(m, family)), None)
-    part_layers = tuple(
-        (a, layer_count(m))
-        for a, m in children.items()
-        if a != text
-        and any(
-            isinstance(x, torch.nn.ModuleList) and n.rpartition(".")[2] in LAYER_LISTS for n, x in m.named_modules()
-        )
-    )
+    part_layers = tuple((a, layer_count(m)) for a, m in children.items() if a != text and layer_lists(m))
     inputs = tuple((a, tuple(inspect.signature(m.forward).parameters)) for a, m in children.items() if a != text)
     text_inputs = tuple(inspect.signature(children[text].forward).parameters)
     image_inputs: tuple[str, ...] = ()
