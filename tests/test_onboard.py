@@ -157,6 +157,13 @@ def test_new_renders_registers_and_reports(checkout):
     }
     answers = (checkout / MODELS / "qwen3_gen" / ".copier-answers.yml").read_text()
     assert f"model: {QWEN3}" in answers and "replace: true" in answers
+    # The docs page lists both example recipes and states each feature as the layout does.
+    (page,) = [checkout / p for p in files if p.endswith("/qwen3_gen.mdx")]
+    docs = page.read_text()
+    assert "qwen3\\_gen\\_hellaswag\\_peft.yaml" in docs and "PEFT (LoRA)" in docs
+    table = [line for line in docs.splitlines() if line.startswith("| ") and " | " in line[2:]]
+    assert "| Context parallelism | declared; its test needs 2 GPUs |" in table
+    assert "| LoRA | verified on CPU |" in table and "| Expert parallelism | not supported |" in table
 
 
 def test_answers_default_from_the_spec():
