@@ -399,19 +399,17 @@ class DenseLayout:
 # How the docs page states a feature: proven by a generated test on CPU ranks, declared with a generated test that
 # needs GPUs (skipped without them), or not offered.
 FEATURE_STATES = ("verified on CPU", "declared; its test needs 2 GPUs", "not supported")
-# Where the decoder layers sit in the model, and the row names after it that are not LoRA targets (a MoE router,
-# which NeMo AutoModel's LoRA does not adapt).
-LAYERS = "model.layers.{layer}."
 
 
 def lora_targets(tensors: tuple[CheckpointTensor, ...], skip: frozenset[str] = frozenset()) -> tuple[str, ...]:
     """The modules holding a matrix in every decoder layer (linears, grouped experts), as LoRA target paths."""
+    layers = TENSORS.layer_prefix
     found = []
     for row in tensors:
-        if row.nemo.startswith(LAYERS) and len(row.shape) == 2:
-            module = row.nemo[len(LAYERS) :].rpartition(".")[0]
-            if module not in skip:
-                found.append(f"{LAYERS.replace('{layer}', '*')}{module}")
+        if row.nemo.startswith(layers) and len(row.shape) == 2:
+            module = row.nemo[len(layers) :].rpartition(".")[0]
+            if module not in skip:  # a MoE router, which NeMo AutoModel's LoRA does not adapt
+                found.append(f"{layers.replace('{layer}', '*')}{module}")
     return tuple(dict.fromkeys(found))
 
 
