@@ -94,6 +94,14 @@ def pristine(tmp_path_factory):
 
 
 @pytest.fixture
+def without_recipe_runs(monkeypatch):
+    """Generated suites run in this test skip their runs of NeMo's recipe (full and PEFT, about half a suite's time):
+    the test is about something else, and tests/test_templates.py and render-all run them. pytest reads
+    PYTEST_ADDOPTS in the generated suite's own process."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-k 'not on_the_cpu'")
+
+
+@pytest.fixture
 def checkout(pristine, tmp_path):
     """A fresh copy of the scratch checkout (copying is faster than making one)."""
     dest = tmp_path / "checkout"

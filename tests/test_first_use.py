@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, load_config, registry_excerpt
 
 from automodel_onboard.destination.checkout import REGISTRY
@@ -17,6 +18,7 @@ QWEN3 = ROOT / "examples" / "configs" / "Qwen3-0.6B.json"
 CLI = [sys.executable, "-m", "automodel_onboard.commands.cli"]
 
 
+@pytest.mark.usefixtures("without_recipe_runs")
 def test_the_report_of_a_verified_onboarding(checkout, tmp_path):
     config = tmp_path / "toy.json"
     config.write_text(json.dumps({**json.loads(QWEN3.read_text()), "architectures": ["ToyForCausalLM"]}))
@@ -144,6 +146,7 @@ class QuirkForCausalLM(LlamaForCausalLM):
 """
 
 
+@pytest.mark.usefixtures("without_recipe_runs")
 def test_failing_generated_tests_exit_1_and_name_the_divergence(checkout, tmp_path):
     """What running the reference does not measure is left to the parity tests: they fail, and `new` says where."""
     folder = tmp_path / "quirk"

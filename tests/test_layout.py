@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 
 import pytest
 from conftest import load_config
@@ -761,3 +762,25 @@ def test_the_docs_features_follow_the_capabilities_and_the_tests(spec):
     }
     moe = dict(map(tuple, spec("Qwen__Qwen3-235B-A22B.json", "moe")["layout"]["features"]))
     assert (moe["Tensor parallelism"], moe["Expert parallelism"]) == ("not supported", "verified on CPU")
+
+
+def test_the_docs_limitations_name_the_gaps_rendered_anyway_expert_adapters_and_qlora(spec):
+    assert spec("Qwen__Qwen3-0.6B.json")["layout"]["limitations"] == [dense.QLORA_LIMITATION]
+    moe = spec("Qwen__Qwen3-235B-A22B.json", "moe")["layout"]["limitations"]
+    assert moe == [dense.EXPERT_ADAPTERS_LIMITATION, dense.QLORA_LIMITATION]
+    refused = spec("microsoft__phi-2.json")["layout"]
+    assert refused["gaps"], "Phi-2 is refused for what the dense template does not build"
+    rendered_anyway = [f"Rendered although the template does not implement it: {gap}." for gap in refused["gaps"]]
+    assert refused["limitations"] == [*rendered_anyway, dense.QLORA_LIMITATION]
+
+
+def test_nemo_automodel_still_builds_the_hugging_face_class_under_bitsandbytes():
+    """The QLoRA limitation the docs state, read from the installed NeMo AutoModel: where a registered implementation
+    exists and quantization is asked for, its model init falls through to the Hugging Face class."""
+    from nemo_automodel._transformers import model_init
+
+    source = inspect.getsource(getattr(model_init, "__init_model"))
+    custom = source.split("model_cls = _resolve_custom_model_cls_for_config(hf_config)", 1)[1]
+    branch = custom.split("if model_cls is not None:", 1)[1].lstrip()
+    assert branch.startswith("if quantization_config is not None:"), branch[:300]
+    assert "do not support BnB quantization" in branch.split("else:", 1)[0]

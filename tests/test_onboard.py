@@ -16,7 +16,9 @@ from automodel_onboard.commands.cli import main
 from automodel_onboard.destination import journal
 from automodel_onboard.destination.checkout import MODELS, Checkout, declared_capabilities, missing_symbols
 from automodel_onboard.errors import OnboardError
+from automodel_onboard.layout.dense import QLORA_LIMITATION
 from automodel_onboard.render import copier_run
+from automodel_onboard.render.filters import md
 
 QWEN3 = ROOT / "examples" / "configs" / "Qwen3-0.6B.json"
 
@@ -164,6 +166,8 @@ def test_new_renders_registers_and_reports(checkout):
     table = [line for line in docs.splitlines() if line.startswith("| ") and " | " in line[2:]]
     assert "| Context parallelism | declared; its test needs 2 GPUs |" in table
     assert "| LoRA | verified on CPU |" in table and "| Expert parallelism | not supported |" in table
+    limitations = docs.split("## Limitations\n", 1)[1].split("\n## ", 1)[0]
+    assert [line for line in limitations.splitlines() if line] == [f"- {md(QLORA_LIMITATION)}"]
 
 
 def test_answers_default_from_the_spec():
@@ -382,6 +386,10 @@ def test_overriding_the_kind_warns(checkout):
     )
     assert report.answers.kind == "dense"
     assert any("although the config classifies as moe" in w for w in report.warnings)
+    # The docs page states what the rendered model leaves out.
+    (page,) = checkout.glob("docs/**/x_gen.mdx")
+    limitations = page.read_text().split("## Limitations\n", 1)[1]
+    assert "- Rendered although the template does not implement it: " in limitations
 
 
 FAST_NEW = """

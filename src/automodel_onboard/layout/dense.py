@@ -374,8 +374,12 @@ class DenseLayout:
     # the layer index (the PEFT recipe's ``target_modules``).
     lora_targets: tuple[str, ...] = ()
 
-    # The docs page's features table, (feature, FEATURE_STATES entry): always computed from the fields above.
+    experts: bool = False  # the text model routes tokens to grouped experts (NeMo's MoE layer)
+
+    # The docs page's features table, (feature, FEATURE_STATES entry), and its limitations: always computed from
+    # the fields above.
     features: tuple[tuple[str, str], ...] = ()
+    limitations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         caps = dict(self.capabilities)
@@ -390,15 +394,36 @@ class DenseLayout:
             ("Context parallelism", FEATURE_STATES[1] if caps["supports_cp"] else FEATURE_STATES[2]),
             ("Expert parallelism", on_cpu(caps["supports_ep"])),
             ("LoRA", on_cpu(bool(self.lora_targets))),
-            # bitsandbytes' 4-bit base weights need CUDA, and no generated test covers them yet.
-            ("QLoRA", FEATURE_STATES[2]),
+            ("QLoRA", FEATURE_STATES[2]),  # see QLORA_LIMITATION
         )
+        limitations = [f"Rendered although the template does not implement it: {gap}." for gap in self.gaps]
+        if self.local_config is not None:
+            limitations.append(REMOTE_CODE_LIMITATION)
+        if self.experts:
+            limitations.append(EXPERT_ADAPTERS_LIMITATION)
         object.__setattr__(self, "features", table)
+        object.__setattr__(self, "limitations", (*limitations, QLORA_LIMITATION))
 
 
 # How the docs page states a feature: proven by a generated test on CPU ranks, declared with a generated test that
 # needs GPUs (skipped without them), or not offered.
 FEATURE_STATES = ("verified on CPU", "declared; its test needs 2 GPUs", "not supported")
+
+
+# What the docs page says beyond the features table. NeMo AutoModel 0.7.0 builds a registered implementation only
+# without quantization: asked for BitsAndBytes, it falls back to the Hugging Face class (tests/test_layout.py checks
+# the installed package still does).
+QLORA_LIMITATION = (
+    "QLoRA is not supported: when a recipe asks for BitsAndBytes quantization, NeMo AutoModel builds the Hugging Face "
+    "class instead of this implementation."
+)
+REMOTE_CODE_LIMITATION = (
+    "The reference this implementation was verified against is the checkpoint's own remote code (trust_remote_code)."
+)
+EXPERT_ADAPTERS_LIMITATION = (
+    "LoRA adapts the routed experts too; NeMo AutoModel saves their adapters under the model's own names, not "
+    "Hugging Face PEFT's."
+)
 
 
 def lora_targets(tensors: tuple[CheckpointTensor, ...], skip: frozenset[str] = frozenset()) -> tuple[str, ...]:
