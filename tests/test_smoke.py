@@ -109,6 +109,7 @@ def test_json_report_schema_round_trips(tmp_path):
         "max_logit_diff",
         "test_seconds",
         "notes",
+        "reasons",
     }
     assert smoke.from_json(data) == original.rows
     assert md_path.read_text() == smoke.to_markdown(original)

@@ -284,11 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="folder to create (must be empty or absent)")
     p.set_defaults(func=cmd_sandbox)
 
+    from automodel_onboard.commands.coverage import add_coverage_parser
     from automodel_onboard.commands.render_all import add_render_all_parser
     from automodel_onboard.commands.update import add_update_parser
 
     add_update_parser(sub)
     add_render_all_parser(sub)
+    add_coverage_parser(sub)
     return parser
 
 

@@ -138,6 +138,33 @@ def _kind(detected: str, request: Request) -> kinds.Kind:
     return kinds.get(request.kind or detected, where="--kind" if request.kind else "config.json")
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What ``new`` decides about a model before it renders anything, with its default answers."""
+
+    kind: str  # the kind its spec classifies as; "unsupported" or "-" where no spec could be built
+    refusal: OnboardError | None
+    reasons: tuple[str, ...] = ()  # what a refusal names, one feature each where the layout lists them
+
+
+def assess(model: str) -> Assessment:
+    """The checks of ``new`` that need no destination, for a sweep that renders nothing."""
+    request = Request(model=model, dest=Path())
+    try:
+        built = cached_spec(model_argument(model))
+    except OnboardError as err:
+        return Assessment("unsupported" if err.code.startswith("unsupported") else "-", err, (err.what,))
+    try:
+        spec = built.for_kind(_kind(built.kind, request).name).to_dict()
+    except OnboardError as err:
+        return Assessment(built.kind, err, (err.what,))
+    try:
+        _refusals(spec, request)
+    except OnboardError as err:
+        return Assessment(spec["kind"], err, tuple((spec.get("layout") or {}).get("gaps") or ()) or (err.what,))
+    return Assessment(spec["kind"], None)
+
+
 def _refusals(spec: dict[str, Any], request: Request) -> list[str]:
     """Refuse what the templates cannot verify; return the warnings for what is rendered anyway."""
     warnings = []

@@ -32,6 +32,8 @@ from automodel_onboard.layout.matrix import Synthetic, all_cases
 FIXTURES = Path("tests", "fixtures", "configs")  # in a clone of this repository
 SCHEMA = 1
 PASSED, FAILED, REFUSED = "passed", "failed", "refused"
+RENDERS = "renders"  # a spec-only run's verdict: refused by nothing before rendering
+GOOD = frozenset({PASSED, RENDERS})
 EXIT_OK, EXIT_REGRESSION = 0, 1
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -41,7 +43,7 @@ EXIT_OK, EXIT_REGRESSION = 0, 1
 @dataclass(frozen=True)
 class Case:
     case_id: str
-    source: str  # "fixture" | "synthetic"
+    source: str  # "fixture" | "synthetic" | "zoo"
     config: Path  # a config.json
 
 
@@ -50,10 +52,11 @@ class Row:
     case_id: str
     source: str
     kind: str
-    verdict: str  # "passed" | "failed" | "refused: <code>"
+    verdict: str  # "passed" | "failed" | "refused: <code>" | "renders" (spec only)
     max_logit_diff: float | None
     test_seconds: float | None
     notes: str = ""
+    reasons: tuple[str, ...] = ()  # a refusal's reasons, one feature each
 
     @property
     def key(self) -> tuple[str, str]:
@@ -184,8 +187,16 @@ def _run_case_safely(case: Case, pristine: Path, work: Path) -> Row:
 # Running them all
 
 
-def render_all(cases: Sequence[Case], *, jobs: int = 2, progress: Callable[[Row], None] | None = None) -> Report:
-    """Run every case, ``jobs`` at a time, each in a fresh copy of one scratch checkout."""
+def render_all(
+    cases: Sequence[Case],
+    *,
+    jobs: int = 2,
+    progress: Callable[[Row], None] | None = None,
+    runner: Callable[[Case, Path, Path], Row] | None = None,
+) -> Report:
+    """Run every case, ``jobs`` at a time, each in a fresh copy of one scratch checkout (``runner``: a picklable
+    function of the case, the pristine checkout and a work folder; by default onboarding and the generated tests)."""
+    runner = runner or _run_case_safely
     from automodel_onboard.destination.sandbox import make_sandbox
 
     started = time.perf_counter()
@@ -199,7 +210,7 @@ def render_all(cases: Sequence[Case], *, jobs: int = 2, progress: Callable[[Row]
         context = multiprocessing.get_context("spawn")
         pool_options = {"max_workers": max(1, jobs), "mp_context": context, "initializer": _quiet_stdout}
         with concurrent.futures.ProcessPoolExecutor(**pool_options) as pool:
-            futures = [pool.submit(_run_case_safely, case, pristine, work) for case in cases]
+            futures = [pool.submit(runner, case, pristine, work) for case in cases]
             for future in concurrent.futures.as_completed(futures):
                 rows.append(future.result())
                 if progress is not None:
@@ -215,7 +226,7 @@ def _quiet_stdout() -> None:
 
 
 def _order(row: Row) -> tuple[int, str, str]:
-    return (0 if row.source == "fixture" else 1, row.case_id.lower(), row.kind)
+    return ({"fixture": 0, "synthetic": 1}.get(row.source, 2), row.case_id.lower(), row.kind)
 
 
 def _versions() -> dict[str, str]:
@@ -257,7 +268,7 @@ def from_json(data: Mapping[str, Any]) -> tuple[Row, ...]:
             fix="regenerate the expected report with this version: render-all --report ci/expected-report",
             code="invalid-report",
         )
-    return tuple(Row(**row) for row in data["rows"])
+    return tuple(Row(**{**row, "reasons": tuple(row.get("reasons", ()))}) for row in data["rows"])
 
 
 def to_markdown(report: Report) -> str:
@@ -350,9 +361,9 @@ def was_asked(row: Row, synthetic_ids: Sequence[str] | None) -> bool:
 def _classify(before: str | None, now: str | None) -> str:
     if before is None:
         return "new_rows"
-    if before == PASSED:
+    if before in GOOD:
         return "regressions"
-    if now == PASSED:
+    if now in GOOD:
         return "improvements"
     return "other_changes"
 
@@ -398,7 +409,7 @@ def add_render_all_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_render_all(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> int:
-    expected = _load_expected(Path(args.expected)) if args.expected else None
+    expected = load_expected(Path(args.expected)) if args.expected else None
     configs = Path(args.configs) if args.configs else default_configs()
     if configs is None:
         raise OnboardError(
@@ -418,7 +429,7 @@ def cmd_render_all(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> in
         ids = None if args.synthetic == "all" else [] if args.synthetic == "none" else args.synthetic.split(",")
         cases = (*fixture_cases(configs), *synthetic_cases(Path(tmp), ids))
         print(f"render-all: {len(cases)} cases, {args.jobs} jobs", file=err_out, flush=True)
-        report = render_all(cases, jobs=args.jobs, progress=_progress(err_out, len(cases)))
+        report = render_all(cases, jobs=args.jobs, progress=progress_printer(err_out, len(cases)))
     json_path, md_path = write_report(report, Path(args.report))
     print(to_markdown(report), file=out)
     print(f"report: {md_path} and {json_path} ({report.wall_seconds / 60:.1f} min)", file=out)
@@ -432,7 +443,7 @@ def cmd_render_all(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> in
     return EXIT_OK if comparison.ok else EXIT_REGRESSION
 
 
-def _load_expected(path: Path) -> tuple[Row, ...]:
+def load_expected(path: Path) -> tuple[Row, ...]:
     try:
         return from_json(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -444,7 +455,7 @@ def _load_expected(path: Path) -> tuple[Row, ...]:
         ) from exc
 
 
-def _progress(err_out: TextIO, total: int) -> Callable[[Row], None]:
+def progress_printer(err_out: TextIO, total: int) -> Callable[[Row], None]:
     done = [0]
 
     def report(row: Row) -> None:
@@ -454,18 +465,23 @@ def _progress(err_out: TextIO, total: int) -> Callable[[Row], None]:
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m automodel_onboard.commands.render_all [options]``: the same as ``automodel-onboard render-all``."""
+def run_subcommand(name: str, add_parser: Callable[[Any], argparse.ArgumentParser], argv: Sequence[str] | None) -> int:
+    """``python -m`` entry of a subcommand: its parser alone, its errors printed as the CLI prints them."""
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m automodel_onboard.commands.render_all")
-    add_render_all_parser(parser.add_subparsers(dest="command")).prog = parser.prog
-    args = parser.parse_args(["render-all", *(sys.argv[1:] if argv is None else argv)])
+    parser = argparse.ArgumentParser(prog=f"python -m automodel_onboard.commands.{name.replace('-', '_')}")
+    add_parser(parser.add_subparsers(dest="command")).prog = parser.prog
+    args = parser.parse_args([name, *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.func(args, sys.stdout, sys.stderr)
     except OnboardError as err:
         print(f"error: {err.message}", file=sys.stderr)
         return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m automodel_onboard.commands.render_all [options]``: the same as ``automodel-onboard render-all``."""
+    return run_subcommand("render-all", add_render_all_parser, argv)
 
 
 if __name__ == "__main__":  # the guard also keeps spawned workers from re-running the command

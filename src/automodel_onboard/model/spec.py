@@ -20,7 +20,7 @@ from automodel_onboard.model import classify as classify_mod
 from automodel_onboard.model import features as features_mod
 from automodel_onboard.model import naming
 from automodel_onboard.model.fields import ConfigView
-from automodel_onboard.model.tiny import tiny_config
+from automodel_onboard.model.tiny import tiny_config, without_derived
 
 if TYPE_CHECKING:
     from automodel_onboard.model.source import ConfigSource
@@ -210,6 +210,8 @@ def build_spec(
         import torch
 
         from automodel_onboard.model import behaviour, reference
+
+        tiny = without_derived(tiny, text_key)  # needs transformers' config classes, loaded with the inventory
 
         # Built on the CPU and run: what the code does beyond its config and parameters is measured. Its random
         # initialisation draws from a forked generator, leaving the caller's random state as it was.

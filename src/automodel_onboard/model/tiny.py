@@ -285,3 +285,24 @@ def tiny_config(raw: Mapping[str, Any], features: Features, *, text_key: str, vi
         tiny["perceiver_config"].pop("torch_dtype", None)
     tiny["dtype"] = "float32"
     return tiny
+
+
+def without_derived(tiny: dict[str, Any], text_key: str) -> dict[str, Any]:
+    """``tiny`` without the fields its config classes compute (Falcon's head_dim), which they refuse as fields."""
+    text = tiny.get(text_key) if text_key else tiny
+    for node in (tiny, text) if isinstance(text, dict) else (tiny,):
+        for key in _derived_keys(node.get("model_type")) & node.keys():
+            del node[key]
+    return tiny
+
+
+def _derived_keys(model_type: Any) -> set[str]:
+    """The read-only properties of the config class of ``model_type`` (none for a type transformers lacks)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        return set()
+    cls = CONFIG_MAPPING[model_type]
+    return {
+        name for name in dir(cls) if isinstance(getattr(cls, name, None), property) and getattr(cls, name).fset is None
+    }
