@@ -23,8 +23,17 @@ from automodel_onboard.errors import Interrupted
 RUN_PREFIX = "automodel-onboard-run-"
 
 
-def _raise_interrupted(signum: int, frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
+class Signals(list):
+    """The signals a run received (names). A library may swallow the exception a signal raised (a bare ``except``
+    in an import), so the run checks this record too before it reports success."""
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signal.Signals(signum).name)
+
+    def raise_if_received(self) -> None:
+        if self:
+            raise KeyboardInterrupt if self[0] == "SIGINT" else Interrupted(self[0])
 
 
 def _alive(pid: int) -> bool:
@@ -50,10 +59,13 @@ def sweep(base: Path) -> None:
 
 
 @contextlib.contextmanager
-def as_exceptions() -> Iterator[None]:
-    """SIGTERM raises :class:`Interrupted` (as Ctrl-C raises KeyboardInterrupt); temporary files go in a run folder."""
+def as_exceptions() -> Iterator[Signals]:
+    """SIGTERM raises :class:`Interrupted` and Ctrl-C KeyboardInterrupt, each recorded in the yielded list as well;
+    temporary files go in a run folder."""
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if main else None
+    received = Signals()
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.signal(signum, received.handler) for signum in handled} if main else {}
     base = Path(tempfile.gettempdir())
     saved = tempfile.tempdir
     run = None
@@ -63,13 +75,13 @@ def as_exceptions() -> Iterator[None]:
             run = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-", dir=base))
         if run is not None:
             tempfile.tempdir = str(run)
-        yield
+        yield received
     finally:
         tempfile.tempdir = saved
         if run is not None:
             shutil.rmtree(run, ignore_errors=True)
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def write_log(prefix: str, text: str) -> Path:

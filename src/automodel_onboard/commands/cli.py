@@ -304,8 +304,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err_out: 
     args = build_parser().parse_args(argv)
     as_json = getattr(args, "json", False)
     try:
-        with interrupts.as_exceptions():
-            return args.func(args, out, err_out)
+        with interrupts.as_exceptions() as received:
+            code = args.func(args, out, err_out)
+            received.raise_if_received()  # one a library swallowed still ends the run as interrupted
+            return code
     except (KeyboardInterrupt, Interrupted) as exc:
         name = "SIGTERM" if isinstance(exc, Interrupted) else "Ctrl-C"
         print(f"interrupted ({name}); an install under way was rolled back, a finished one stays", file=err_out)
