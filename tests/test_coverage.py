@@ -142,13 +142,13 @@ def test_a_type_that_rendered_and_is_refused_now_fails_the_comparison(tmp_path):
 
 
 def test_the_readme_table_is_the_committed_sweeps_summary():
-    """The README's coverage table is what the expected spec-only sweep (which CI compares every run with) sums up
-    to, under the transformers version it ran against."""
+    """The README's coverage tables (per kind, per refusal) are what the expected spec-only sweep (which CI compares
+    every run with) sums up to, under the transformers version it ran against."""
     data = json.loads(EXPECTED_SPECS.read_text())
     rows = runs.from_json(data)
-    by_kind = coverage.summary(rows).split("\n\n", 1)[0]
+    by_kind, by_refusal = coverage.summary(rows).split("\n\n")[:2]
     readme = (ROOT / "README.md").read_text()
-    assert by_kind in readme
+    assert by_kind in readme and by_refusal in readme
     assert f"transformers {data['versions']['transformers']}" in readme
     assert {r.case_id.removeprefix("zoo/") for r in rows} == set(coverage.zoo())
 
