@@ -76,7 +76,17 @@ def assess_case(case: Case, _pristine: Path, _work: Path) -> Row:
     from automodel_onboard.commands import new as onboard
 
     def row(kind: str, verdict: str, notes: str = "", reasons: Sequence[str] = ()) -> Row:
-        return Row(case.case_id, case.source, kind, verdict, None, None, notes[:200], tuple(reasons))
+        # Abstracted and deduplicated: a type missing one feature in every layer lists it once (reports stay small).
+        return Row(
+            case.case_id,
+            case.source,
+            kind,
+            verdict,
+            None,
+            None,
+            notes[:200],
+            tuple(dict.fromkeys(map(reason_key, reasons))),
+        )
 
     try:
         verdict = onboard.assess(str(case.config))
