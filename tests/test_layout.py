@@ -358,7 +358,11 @@ def test_vlm_layout_of_qwen2_5_vl_positions_its_tokens_on_three_grids(spec):
         "mm_token_type_ids",
         ["rope_deltas"],
     )
-    assert vision["checkpoint_prefixes"] == [["model.language_model.", "model."], ["model.visual.", "visual."]]
+    assert vision["checkpoint_prefixes"] == [
+        ["model.language_model.", "model."],
+        ["model.visual.", "visual."],
+        ["lm_head.", "lm_head."],  # tied here, so not saved; the name an untied one is saved under
+    ]
     assert vision["layer_sets"] == [["visual", "config.vision_config.depth"]]
     assert vision["channels"] == "vision.in_channels"
     assert vision["image_tokens"] == "side * side // vision.spatial_merge_size**2"
@@ -435,6 +439,34 @@ def test_a_moe_text_model_behind_the_vision_tower_is_the_moe_kinds():
         ),
         "moe",
     )
+
+
+def _defaults(model_type: str) -> dict:
+    """What ``save_pretrained`` writes for a config class's defaults (as the coverage sweep onboards them)."""
+    from transformers import CONFIG_MAPPING
+
+    from automodel_onboard.commands.coverage import zoo
+
+    return {**CONFIG_MAPPING[model_type]().to_diff_dict(), "architectures": [zoo()[model_type]]}
+
+
+def test_a_patch_merging_projector_and_its_transformers_norm_are_laid_out():
+    """Mistral 3: the projector merges 2 x 2 patches into a token (the multimodal config's spatial_merge_size), its
+    RMSNorm (transformers', no reset_parameters) starts at one as the reference's, and an untied head is saved under
+    the checkpoint name transformers reverts it to."""
+    lay = build_spec(_defaults("mistral3"), existing_models=frozenset()).layout
+    assert lay.gaps == ()
+    assert lay.vision.image_tokens == "(vision.image_size // vision.patch_size // config.spatial_merge_size) ** 2"
+    assert ("model.multi_modal_projector.norm.weight", "ones") in lay.vision.parameter_inits
+    assert ("lm_head.", "language_model.lm_head.") in lay.vision.checkpoint_prefixes
+
+
+def test_a_layer_norm_behind_an_rms_epsilon_is_measured_and_reused():
+    """PhiMoE's config names its epsilon rms_norm_eps, but its norms are LayerNorms with biases: measured on the
+    reference, reused by the MoE kind, their biases rows of the checkpoint table."""
+    lay = build_spec(_defaults("phimoe"), existing_models=frozenset()).layout
+    assert lay.norm_class == "nn.LayerNorm" and lay.norm_bias
+    assert "model.layers.{layer}.input_layernorm.bias" in {r.nemo for r in lay.tensors}
 
 
 @pytest.mark.parametrize(
@@ -647,14 +679,17 @@ def test_gemma3_one_rope_per_layer_type():
 
 def test_gemma_text_models_behind_a_vision_tower(spec):
     """Gemma 3: the family's masks (an image's tokens attend both ways) reach the text model per layer type, the
-    projector pools to mm_tokens_per_image and its bare projection starts at zero as the family's does; PaliGemma: a
-    prefix attending both ways, the text model's causality read from its config."""
+    projector pools to mm_tokens_per_image and its bare projection and norm start at zero as the family's do;
+    PaliGemma: a prefix attending both ways, the text model's causality read from its config."""
     gemma3 = spec("google__gemma-3-12b-it.json", "vlm")["layout"]
     assert gemma3["gaps"] == [] and gemma3["mask_mapping"] is True and gemma3["embedding_lookup_only"] is True
     vision = gemma3["vision"]
     assert vision["image_tokens"] == "config.mm_tokens_per_image"
     assert (vision["token_types"], vision["fills_token_types"]) == ("token_type_ids", False)
-    assert vision["parameter_inits"] == [["model.multi_modal_projector.mm_input_projection_weight", "zeros"]]
+    assert vision["parameter_inits"] == [
+        ["model.multi_modal_projector.mm_input_projection_weight", "zeros"],
+        ["model.multi_modal_projector.mm_soft_emb_norm.weight", "zeros"],  # Gemma's norms scale by 1 + weight
+    ]
     paligemma = spec("google__paligemma-3b-pt-224.json", "vlm")["layout"]
     assert paligemma["gaps"] == [] and paligemma["attention"]["causal"] == "not config.use_bidirectional_attention"
     qwen = spec("Qwen__Qwen2.5-VL-3B-Instruct.json", "vlm")["layout"]["vision"]

@@ -125,7 +125,12 @@ DENSE_ROWS: tuple[CheckpointTensor, ...] = tuple(
 )
 # Traits the MoE template builds beyond the dense ones: partial rotary (GLM-4.5), attention sinks (GPT-OSS) and the
 # multi-token prediction layers of a checkpoint, which it recognises and does not build (as transformers does).
-MOE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {"partial_rotary", "multi_token_prediction", "attention_sinks"}
+MOE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {
+    "partial_rotary",
+    "multi_token_prediction",
+    "attention_sinks",
+    "layernorm",  # the reference's own LayerNorm class, measured and reused as the dense decoder does
+}
 MOE_TENSORS = TensorTable(
     global_tensors=TENSORS.global_tensors,
     layer_tensors=tuple((n, s) for n, s in TENSORS.layer_tensors if not n.startswith("mlp.")),

@@ -68,6 +68,9 @@ IMAGE_TOKENS: tuple[tuple[str, str], ...] = (
 TOKEN_TYPES: tuple[tuple[str, bool], ...] = (("mm_token_type_ids", True), ("token_type_ids", False))
 # Config fields that fix the tokens per image whatever the tower gives (a projector pooling to them: Gemma 3's).
 FIXED_IMAGE_TOKENS = ("mm_tokens_per_image",)
+# A projector that merges k x k neighbouring patches into one token, by the multimodal config's field (Mistral 3's
+# patch merger; Qwen2-VL's merge is the vision config's, in its "patches" layout).
+PATCH_MERGES = ("spatial_merge_size",)
 # How the family's merge of image features into the text is checked against the prompt's image tokens: its own
 # placeholder mask raises on a mismatch (LLaVA's, Qwen2-VL's); an Idefics-style ``inputs_merger`` scatters without
 # checking, so the generated model wraps it with the check.
@@ -151,8 +154,8 @@ class VisionLayout:
     # that is a model of the family): their tensors outside linears and norms need it.
     family_initialised: tuple[str, ...] = ()
     initialiser: str | None = None
-    # Parameters outside linears and norms the generated initialisation draws (path under the top-level model, and
-    # "normal" or "zeros": how the family's own initialisation leaves them).
+    # Parameters outside linears and resettable norms the generated initialisation starts (path under the top-level
+    # model, and "normal", "zeros" or "ones": how the family's own initialisation leaves them).
     parameter_inits: tuple[tuple[str, str], ...] = ()
     pipeline: bool = False  # pipeline stages verified: the forward is stage-aware and takes NeMo's staged images
     grid_input: str | None = None  # the family's per-image input among the image inputs (GRID_INPUTS)
@@ -232,10 +235,13 @@ def _class(ref: Any) -> type:
 def _parameter_inits(spec: ArchSpec, code: Any, family_initialised: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """The multimodal model's own parameters, then the bare ones of its parts (those the family's initialiser does
     not reach), each started as the reference starts it: all zero, or drawn."""
-    zeros = set(spec.features.code.zero_parameters) if spec.features.code is not None else set()
+    facts = spec.features.code
+    starts = {"zeros": facts.zero_parameters, "ones": facts.one_parameters} if facts is not None else {}
     names = [n for n, shape in code.own_parameters if shape is not None]
     names += [n for n in code.bare_parameters if n.split(".", 1)[0] not in family_initialised]
-    return tuple((f"model.{n}", "zeros" if f"model.{n}" in zeros else "normal") for n in names)
+    return tuple(
+        (f"model.{n}", next((how for how, found in starts.items() if f"model.{n}" in found), "normal")) for n in names
+    )
 
 
 def _is_model(ref: Any) -> bool:
@@ -274,6 +280,9 @@ def _image_tokens(layout: str, spec: ArchSpec) -> str:
     if fixed is not None:
         return f"config.{fixed}"
     tokens = dict(IMAGE_TOKENS)[layout]
+    merge = next((f for f in PATCH_MERGES if f in dense.reference_fields(spec)), None)
+    if merge is not None and layout in ("sized", "square"):
+        tokens = f"(vision.image_size // vision.patch_size // config.{merge}) ** 2"
     class_token = any(t.name.endswith("class_embedding") for t in spec.inventory.tensors)
     if class_token and "vision_feature_select_strategy" in dense.reference_fields(spec) and layout != "tiled":
         # A CLIP-style tower's class token is among the features unless the strategy drops it ("default"); tiled

@@ -40,6 +40,7 @@ class CodeFacts:
     inputs_scale: float  # embeddings passed in (``inputs_embeds``): the same factor
     norm: NormCode | None  # None: no RMSNorm-like final norm with a weight
     zero_parameters: tuple[str, ...] = ()  # parameters the reference's initialisation leaves all zero
+    one_parameters: tuple[str, ...] = ()  # and all one (a transformers norm's weight)
     # The RoPE tables stay float32 for bfloat16 activations (OLMo 2's), and the rotation with them; None: not measured.
     float32_tables: bool | None = None
     # The RoPE tables repeat each angle for adjacent dims (0, 1), (2, 3), ... (Cohere's), not for dims i and i + D/2.
@@ -75,6 +76,7 @@ def measure(model: Any) -> CodeFacts | None:
             inputs_scale=_factor(from_embeds, raw),
             norm=_norm(text),
             zero_parameters=tuple(n for n, p in model.named_parameters() if p.numel() and not p.any()),
+            one_parameters=tuple(n for n, p in model.named_parameters() if p.numel() and bool((p == 1).all())),
             float32_tables=_float32_tables(text),
             rope_pairs=_rope_pairs(text),
             mrope_layout=_mrope_layout(text),

@@ -677,6 +677,8 @@ def with_code(features: Features, code: CodeFacts | None, tiny_text: Mapping[str
     norm = code.norm
     if norm is not None and norm.offset:
         found.append(Trait("norm_offset", f"RMSNorm scaling by (1 + weight) (measured on {norm.cls.name})"))
+    if norm is not None and norm.centred:  # whatever the config's epsilon is called (PhiMoE's rms_norm_eps)
+        found.append(Trait("layernorm", f"LayerNorm instead of RMSNorm (measured on {norm.cls.name})"))
     scale = code.embedding_scale
     hidden = tiny_text.get("hidden_size")
     multiplier = tiny_text.get("embedding_multiplier")

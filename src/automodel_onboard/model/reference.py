@@ -478,6 +478,12 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
         if pair is not None and group.startswith(pair[0]):
             prefixes.append((group, pair[1] + group[len(pair[0]) :]))
     head = [n for n in checkpoint_names if n == "lm_head.weight" or n.endswith(".lm_head.weight")]
+    lm_head = getattr(model, "lm_head", None)
+    if not head and lm_head is not None:
+        # Tied, the head is not saved; untied (a pipeline's checkpoint), it is saved under this name.
+        from transformers.core_model_loading import revert_weight_conversion
+
+        head = list(revert_weight_conversion(model, {"lm_head.weight": lm_head.weight}))
     if len(head) == 1:
         prefixes.append(("lm_head.", head[0].removesuffix("weight")))
     from transformers import PreTrainedModel
@@ -488,7 +494,8 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
         for a, part in children.items()
         if a != text and not isinstance(part, PreTrainedModel)
         for name, module in part.named_modules()
-        if not isinstance(module, covered) and "Norm" not in type(module).__name__
+        # A transformers norm has no reset_parameters (the generated initialisation resets those that have).
+        if not isinstance(module, covered) and not hasattr(module, "reset_parameters")
         for p, _ in module.named_parameters(recurse=False)
     )
     return MultimodalCode(
