@@ -52,6 +52,16 @@ def load_config(name: str) -> dict[str, Any]:
     return json.loads((CONFIGS / name).read_text())
 
 
+def zoo_config(model_type: str) -> dict[str, Any]:
+    """What ``save_pretrained`` writes for a transformers config class's defaults, as the coverage sweep onboards
+    them (configs no fixture has)."""
+    from transformers import CONFIG_MAPPING
+
+    from automodel_onboard.commands.coverage import zoo
+
+    return {**CONFIG_MAPPING[model_type]().to_diff_dict(), "architectures": [zoo()[model_type]]}
+
+
 @pytest.fixture
 def config():
     return load_config

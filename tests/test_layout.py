@@ -7,7 +7,7 @@ import importlib
 import inspect
 
 import pytest
-from conftest import load_config
+from conftest import load_config, zoo_config
 
 from automodel_onboard import kinds
 from automodel_onboard.errors import OnboardError
@@ -441,20 +441,11 @@ def test_a_moe_text_model_behind_the_vision_tower_is_the_moe_kinds():
     )
 
 
-def _defaults(model_type: str) -> dict:
-    """What ``save_pretrained`` writes for a config class's defaults (as the coverage sweep onboards them)."""
-    from transformers import CONFIG_MAPPING
-
-    from automodel_onboard.commands.coverage import zoo
-
-    return {**CONFIG_MAPPING[model_type]().to_diff_dict(), "architectures": [zoo()[model_type]]}
-
-
 def test_a_patch_merging_projector_and_its_transformers_norm_are_laid_out():
     """Mistral 3: the projector merges 2 x 2 patches into a token (the multimodal config's spatial_merge_size), its
     RMSNorm (transformers', no reset_parameters) starts at one as the reference's, and an untied head is saved under
     the checkpoint name transformers reverts it to."""
-    lay = build_spec(_defaults("mistral3"), existing_models=frozenset()).layout
+    lay = build_spec(zoo_config("mistral3"), existing_models=frozenset()).layout
     assert lay.gaps == ()
     assert lay.vision.image_tokens == "(vision.image_size // vision.patch_size // config.spatial_merge_size) ** 2"
     assert ("model.multi_modal_projector.norm.weight", "ones") in lay.vision.parameter_inits
@@ -464,7 +455,7 @@ def test_a_patch_merging_projector_and_its_transformers_norm_are_laid_out():
 def test_a_layer_norm_behind_an_rms_epsilon_is_measured_and_reused():
     """PhiMoE's config names its epsilon rms_norm_eps, but its norms are LayerNorms with biases: measured on the
     reference, reused by the MoE kind, their biases rows of the checkpoint table."""
-    lay = build_spec(_defaults("phimoe"), existing_models=frozenset()).layout
+    lay = build_spec(zoo_config("phimoe"), existing_models=frozenset()).layout
     assert lay.norm_class == "nn.LayerNorm" and lay.norm_bias
     assert "model.layers.{layer}.input_layernorm.bias" in {r.nemo for r in lay.tensors}
 

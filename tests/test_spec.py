@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from conftest import LABELS, SPEC_KEYS, load_config
+from conftest import LABELS, SPEC_KEYS, load_config, zoo_config
 
 from automodel_onboard.errors import OnboardError, UnsupportedModel
 from automodel_onboard.model.spec import build_spec
@@ -167,6 +167,31 @@ def test_moe_llama4_interleaved_dense_layers(specs):
     assert moe.num_shared_experts == 1  # implied by the architecture, seen in the inventory
     assert moe.dense_layers == tuple(range(0, 48, 2))
     assert moe.dense_intermediate_size == 16384 and moe.expert_intermediate_size == 8192
+
+
+@pytest.mark.parametrize(
+    ("kinds", "dense"),
+    [(["dense", "dense"], (0, 1)), (["dense", "sparse"], (0,)), (["sparse", "sparse"], ())],
+)
+def test_moe_placement_by_mlp_layer_types(kinds, dense):
+    cfg = {**load_config("Qwen__Qwen3-235B-A22B.json"), "num_hidden_layers": 2, "mlp_layer_types": kinds}
+    assert build_spec(cfg, with_inventory=False).features.moe.dense_layers == dense
+
+
+def test_invalid_mlp_layer_types_are_reported():
+    cfg = {**load_config("Qwen__Qwen3-235B-A22B.json"), "num_hidden_layers": 2, "mlp_layer_types": ["dense", "moe"]}
+    with pytest.raises(OnboardError) as info:
+        build_spec(cfg, with_inventory=False)
+    assert "mlp_layer_types must be a list of 'dense' or 'sparse'" in str(info.value)
+    assert info.value.code == "invalid-value" and "mlp_layer_types" in info.value.where
+
+
+def test_a_widened_residual_stream_is_no_embedding_scale():
+    """HY-V4's first layer receives several copies of the hidden state: measured as more than the embeddings."""
+    spec = build_spec(zoo_config("hy_v4"))
+    assert "the first layer receives more than the scaled token embeddings" in {
+        t.description for t in spec.features.traits
+    }
 
 
 def test_moe_checkpoint_format_is_per_expert(specs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import LABELS, load_config
+from conftest import LABELS, load_config, zoo_config
 
 from automodel_onboard.model import reference
 from automodel_onboard.model.spec import build_spec
@@ -84,6 +84,18 @@ def test_tiny_keeps_one_layer_of_each_kind():
 
     gemma = build_spec(load_config("google__gemma-3-12b-it.json"))
     assert set(gemma.tiny_config["text_config"]["layer_types"]) == {"sliding_attention", "full_attention"}
+
+
+def test_mlp_layer_types_keep_one_dense_and_one_sparse_layer():
+    """EXAONE-MoE lists each layer's MLP (``mlp_layer_types``), which its config class checks against the layer
+    count: the tiny config lists its own layers, a dense one first as in the real model."""
+    spec = build_spec(zoo_config("exaone_moe"))
+    assert spec.features.moe.dense_layers == (0,)
+    tiny = spec.tiny_config
+    assert list(tiny["mlp_layer_types"]) == ["dense", "sparse"] and tiny["num_hidden_layers"] == 2
+    assert len(tiny["layer_types"]) == 2
+    rebuilt = build_spec(dict(spec.to_dict()["tiny_config"]))  # built by transformers' config class too
+    assert rebuilt.features.moe.dense_layers == (0,)
 
 
 def test_a_vision_width_equal_to_the_text_models_follows_it():

@@ -147,6 +147,7 @@ PLACEMENT: tuple[tuple[str, str], ...] = (
     ("moe_layer_freq", "(i - config.first_k_dense_replace) % config.moe_layer_freq == 0"),
     ("decoder_sparse_step", "(i + 1) % config.decoder_sparse_step == 0"),
     ("mlp_only_layers", "i not in config.mlp_only_layers"),
+    ("mlp_layer_types", 'config.mlp_layer_types[i] == "sparse"'),
 )
 
 

@@ -116,6 +116,8 @@ def _factor(seen: Any, raw: Any) -> float:
     """The scalar ``c`` with ``seen == c * raw``, or NaN when the first layer receives something else."""
     import torch
 
+    if seen.shape != raw.shape:  # a widened residual stream (several copies of the hidden state, HY-V4's)
+        return math.nan
     c = float((seen * raw).sum() / (raw * raw).sum())
     return c if torch.allclose(seen, raw * c, rtol=1e-5, atol=1e-6) else math.nan
 

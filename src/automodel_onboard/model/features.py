@@ -401,6 +401,10 @@ def norm_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None
     return Norm("rms", None, None)
 
 
+# Each layer's MLP, as newer configs list them (``mlp_layer_types``).
+MLP_LAYER_TYPES = ("dense", "sparse")
+
+
 def _dense_layers(text: ConfigView, num_layers: int) -> tuple[int, ...]:
     """Indices of layers with a dense MLP, from the layer-placement fields every MoE family uses."""
     first_k = text.int_("first_k_dense_replace") or 0
@@ -414,9 +418,18 @@ def _dense_layers(text: ConfigView, num_layers: int) -> tuple[int, ...]:
             fix="use integers",
             code="invalid-value",
         )
+    kinds = text.get("mlp_layer_types")
+    if kinds is not None and not (isinstance(kinds, list) and all(k in MLP_LAYER_TYPES for k in kinds)):
+        raise OnboardError(
+            f"mlp_layer_types must be a list of {' or '.join(map(repr, MLP_LAYER_TYPES))}",
+            where=text.where("mlp_layer_types"),
+            fix="correct the values in config.json",
+            code="invalid-value",
+        )
     dense = []
     for i in range(num_layers):
         is_moe = i >= first_k and (i - first_k) % freq == 0 and (i + 1) % step == 0 and i not in only
+        is_moe = is_moe and (kinds is None or i >= len(kinds) or kinds[i] == "sparse")
         if not is_moe:
             dense.append(i)
     return tuple(dense)
@@ -460,7 +473,7 @@ def check_sizes(text: ConfigView, vision: ConfigView | None = None) -> None:
             fix="correct the values in config.json",
             code="size-limit",
         )
-    for key in ("layer_types", "mlp_only_layers"):
+    for key in ("layer_types", "mlp_layer_types", "mlp_only_layers"):
         value = text.raw(key)
         if (
             layers is not None

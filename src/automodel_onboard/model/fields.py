@@ -79,6 +79,7 @@ ALIASES: Mapping[str, tuple[str, ...]] = {
     "decoder_sparse_step": ("decoder_sparse_step",),
     "interleave_moe_layer_step": ("interleave_moe_layer_step",),
     "mlp_only_layers": ("mlp_only_layers",),
+    "mlp_layer_types": ("mlp_layer_types",),
     "mtp_layers": ("num_nextn_predict_layers", "num_mtp_layers"),
     # Latent (MLA) attention.
     "q_lora_rank": ("q_lora_rank",),

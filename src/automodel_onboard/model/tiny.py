@@ -145,8 +145,9 @@ def _shrink_text(node: dict[str, Any], features: Features) -> int:
         node["max_window_layers"] = min(node["max_window_layers"], num_layers // 2 or 1)
     if features.moe is not None:
         num_layers = max(num_layers, _shrink_moe(node, features))
-        if isinstance(node.get("layer_types"), list):
-            node["layer_types"] = (node["layer_types"] * num_layers)[:num_layers]
+        for key in ("layer_types", "mlp_layer_types"):  # one entry per layer, the first uses kept in order
+            if isinstance(node.get(key), list):
+                node[key] = (node[key] * num_layers)[:num_layers]
     _set(node, "num_layers", num_layers)
     traits = {t.key for t in features.traits}
     for trait, key, cap in TINY_SOFTCAPS:
@@ -198,6 +199,8 @@ def _shrink_moe(node: dict[str, Any], features: Features) -> int:
         node["mlp_only_layers"] = [0]
     if has_dense and view.find("first_k_dense_replace") is not None and view.find("moe_layer_freq") is not None:
         layers = 3
+    if isinstance(node.get("mlp_layer_types"), list) and node["mlp_layer_types"]:
+        node["mlp_layer_types"] = ["dense" if i < has_dense else "sparse" for i in range(layers)]
     return layers
 
 
