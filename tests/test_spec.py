@@ -178,11 +178,16 @@ def test_moe_placement_by_mlp_layer_types(kinds, dense):
     assert build_spec(cfg, with_inventory=False).features.moe.dense_layers == dense
 
 
-def test_invalid_mlp_layer_types_are_reported():
-    cfg = {**load_config("Qwen__Qwen3-235B-A22B.json"), "num_hidden_layers": 2, "mlp_layer_types": ["dense", "moe"]}
+def test_mlp_layer_types_beyond_dense_and_sparse_are_a_trait():
+    """DeepSeek-V4 lists hash-routed MoE layers ("hash_moe"): a trait no kind builds, so a named gap."""
+    cfg = {**load_config("Qwen__Qwen3-235B-A22B.json"), "num_hidden_layers": 2, "mlp_layer_types": ["hash_moe", "moe"]}
+    spec = build_spec(cfg, with_inventory=False)
+    (trait,) = [t for t in spec.features.traits if t.key == "mlp_layer_types"]
+    assert trait.description == "MLP layers of other types than dense and sparse: mlp_layer_types = ['hash_moe', 'moe']"
+    cfg["mlp_layer_types"] = ["dense", 1]
     with pytest.raises(OnboardError) as info:
         build_spec(cfg, with_inventory=False)
-    assert "mlp_layer_types must be a list of 'dense' or 'sparse'" in str(info.value)
+    assert "mlp_layer_types must be a list of strings" in str(info.value)
     assert info.value.code == "invalid-value" and "mlp_layer_types" in info.value.where
 
 

@@ -169,6 +169,15 @@ def _positive(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
+# Each layer's MLP as newer configs list them (``mlp_layer_types``): the kinds the templates build; others
+# (DeepSeek-V4's hash-routed "hash_moe") are a trait no kind implements.
+MLP_LAYER_TYPES = ("dense", "sparse")
+
+
+def _other_mlp_types(value: Any) -> bool:
+    return isinstance(value, list) and any(kind not in MLP_LAYER_TYPES for kind in value)
+
+
 TRAIT_FIELDS: tuple[tuple[str, str, Any, str], ...] = (
     ("logit_softcapping", "final_logit_softcapping", _set, "final logit soft-capping"),
     ("attention_softcapping", "attn_logit_softcapping", _set, "attention logit soft-capping"),
@@ -195,6 +204,7 @@ TRAIT_FIELDS: tuple[tuple[str, str, Any, str], ...] = (
     ("bidirectional_attention", "use_bidirectional_attention", _true, "bidirectional attention"),
     ("residual_dropout", "resid_pdrop", _above_zero, "dropout on the residual branches (resid_pdrop)"),
     ("embedding_dropout", "embd_pdrop", _above_zero, "dropout on the embeddings (embd_pdrop)"),
+    ("mlp_layer_types", "mlp_layer_types", _other_mlp_types, "MLP layers of other types than dense and sparse"),
 )
 POSITION_EMBEDDINGS = ("absolute", "learned", "alibi")
 
@@ -401,10 +411,6 @@ def norm_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None
     return Norm("rms", None, None)
 
 
-# Each layer's MLP, as newer configs list them (``mlp_layer_types``).
-MLP_LAYER_TYPES = ("dense", "sparse")
-
-
 def _dense_layers(text: ConfigView, num_layers: int) -> tuple[int, ...]:
     """Indices of layers with a dense MLP, from the layer-placement fields every MoE family uses."""
     first_k = text.int_("first_k_dense_replace") or 0
@@ -419,9 +425,9 @@ def _dense_layers(text: ConfigView, num_layers: int) -> tuple[int, ...]:
             code="invalid-value",
         )
     kinds = text.get("mlp_layer_types")
-    if kinds is not None and not (isinstance(kinds, list) and all(k in MLP_LAYER_TYPES for k in kinds)):
+    if kinds is not None and not (isinstance(kinds, list) and all(isinstance(k, str) for k in kinds)):
         raise OnboardError(
-            f"mlp_layer_types must be a list of {' or '.join(map(repr, MLP_LAYER_TYPES))}",
+            "mlp_layer_types must be a list of strings",
             where=text.where("mlp_layer_types"),
             fix="correct the values in config.json",
             code="invalid-value",

@@ -199,8 +199,10 @@ def _shrink_moe(node: dict[str, Any], features: Features) -> int:
         node["mlp_only_layers"] = [0]
     if has_dense and view.find("first_k_dense_replace") is not None and view.find("moe_layer_freq") is not None:
         layers = 3
-    if isinstance(node.get("mlp_layer_types"), list) and node["mlp_layer_types"]:
-        node["mlp_layer_types"] = ["dense" if i < has_dense else "sparse" for i in range(layers)]
+    kinds = node.get("mlp_layer_types")
+    if isinstance(kinds, list) and kinds:  # each type once, in order of first use (a dense one first, as counted)
+        firsts = list(dict.fromkeys(kinds))
+        node["mlp_layer_types"] = (firsts + firsts[-1:] * layers)[:layers]
     return layers
 
 
