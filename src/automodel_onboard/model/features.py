@@ -278,14 +278,7 @@ def attention_features(
         if qkv_bias != o_bias or qkv_bias != bias_value:
             bias_attr = None  # the biases are fixed by the architecture, not by the config flag
         qk_norm = _qk_norm_from_params(layer0, head_dim)
-    layer_types = text.get("layer_types")
-    if layer_types is not None and not (isinstance(layer_types, list) and all(isinstance(t, str) for t in layer_types)):
-        raise OnboardError(
-            "layer_types must be a list of strings",
-            where=text.where("layer_types"),
-            fix='use names such as "full_attention" / "sliding_attention"',
-            code="invalid-value",
-        )
+    layer_types = text.names("layer_types", fix='use names such as "full_attention" / "sliding_attention"')
     window = text.int_("sliding_window", minimum=0)
     declared = "per_layer" if text.has("layer_types") else "all_layers" if text.has("sliding_window") else "none"
     windowed = [t for t in layer_types or () if "sliding" in t or "local" in t]
@@ -424,14 +417,7 @@ def _dense_layers(text: ConfigView, num_layers: int) -> tuple[int, ...]:
             fix="use integers",
             code="invalid-value",
         )
-    kinds = text.get("mlp_layer_types")
-    if kinds is not None and not (isinstance(kinds, list) and all(isinstance(k, str) for k in kinds)):
-        raise OnboardError(
-            "mlp_layer_types must be a list of strings",
-            where=text.where("mlp_layer_types"),
-            fix="correct the values in config.json",
-            code="invalid-value",
-        )
+    kinds = text.names("mlp_layer_types", fix='use "dense" and "sparse", one per layer')
     dense = []
     for i in range(num_layers):
         is_moe = i >= first_k and (i - first_k) % freq == 0 and (i + 1) % step == 0 and i not in only

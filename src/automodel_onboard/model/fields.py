@@ -203,6 +203,20 @@ class ConfigView:
         self.check_limit(fact)
         return found.value
 
+    def names(self, fact: str, *, fix: str) -> list[str] | None:
+        """A list of names (one per layer, say), or None where the config has none."""
+        found = self.find(fact)
+        if found is None:
+            return None
+        if not (isinstance(found.value, list) and all(isinstance(v, str) for v in found.value)):
+            raise OnboardError(
+                f"{found.key} must be a list of strings, got {_short(found.value)}",
+                where=f"{self.source}: {found.key}",
+                fix=fix,
+                code="invalid-value",
+            )
+        return found.value
+
     def check_limit(self, fact: str) -> None:
         """Refuse an integer ``fact`` past its :data:`LIMITS` entry (a type error is left to the typed reads)."""
         found, limit = self.find(fact), LIMITS.get(fact)
