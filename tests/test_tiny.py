@@ -98,6 +98,13 @@ def test_mlp_layer_types_keep_one_dense_and_one_sparse_layer():
     assert rebuilt.features.moe.dense_layers == (0,)
 
 
+def test_a_saved_sum_of_head_widths_follows_the_shrunken_widths():
+    """DeepSeek-V3's config as save_pretrained writes it holds qk_head_dim (nope + rope), which NeMo AutoModel's own
+    implementation reads: the tiny config keeps it the sum of its shrunken parts."""
+    tiny = build_spec(zoo_config("deepseek_v3")).tiny_config
+    assert tiny["qk_head_dim"] == tiny["qk_nope_head_dim"] + tiny["qk_rope_head_dim"] < 192
+
+
 def test_a_vision_width_equal_to_the_text_models_follows_it():
     """Qwen2-VL's vision hidden_size is its projection into the text model: in the tiny config it follows the text
     model's width, while the tower's own widths (embed_dim) shrink to the tiny vision size."""

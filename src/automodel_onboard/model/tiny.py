@@ -135,6 +135,9 @@ def _shrink_text(node: dict[str, Any], features: Features) -> int:
             _set(node, fact, value, force=fact != "q_lora_rank" or att.latent.q_lora_rank is not None)
         # Latent attention's config classes read head_dim as the rotated width of a query/key head.
         _set(node, "head_dim", TINY_ROPE_HEAD_DIM)
+        parts = [node.get(k) for k in ("qk_nope_head_dim", "qk_rope_head_dim")]
+        if "qk_head_dim" in node and all(isinstance(p, int) for p in parts):
+            node["qk_head_dim"] = sum(parts)  # what save_pretrained writes of the sum its config class computes
     if att.window is not None and att.window > 0:
         _set(node, "sliding_window", TINY_WINDOW)
     num_layers = 2
