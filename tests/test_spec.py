@@ -191,6 +191,19 @@ def test_mlp_layer_types_beyond_dense_and_sparse_are_a_trait():
     assert info.value.code == "invalid-value" and "mlp_layer_types" in info.value.where
 
 
+def test_pair_rotation_is_measured_on_the_familys_rotation(specs):
+    """Helium, ERNIE 4.5 and GLM keep cat(freqs, freqs) tables but rotate adjacent dim pairs by the first half: measured
+    on their own apply_rotary_pos_emb, laid out for the decoder; Llama's halves and Cohere-style pair tables are not
+    it."""
+    for model_type in ("helium", "ernie4_5", "glm"):
+        spec = build_spec(zoo_config(model_type))
+        assert spec.features.code.pair_rotation is True, model_type
+        assert spec.layout.attention.pair_rotation and not spec.layout.attention.rope_pairs, model_type
+    assert specs("meta-llama__Llama-3.2-3B.json").features.code.pair_rotation is False
+    cohere = build_spec(zoo_config("cohere"))
+    assert cohere.features.code.rope_pairs is True and cohere.features.code.pair_rotation is None
+
+
 def test_a_widened_residual_stream_is_no_embedding_scale():
     """HY-V4's first layer receives several copies of the hidden state: measured as more than the embeddings."""
     spec = build_spec(zoo_config("hy_v4"))

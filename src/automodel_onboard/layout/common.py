@@ -124,6 +124,8 @@ class AttentionLayout:
     causal: str = "True"
     float32_tables: bool = False  # the RoPE tables stay float32 and q/k are rotated in float32 (OLMo 2)
     rope_pairs: bool = False  # RoPE rotates adjacent dims (0, 1), (2, 3), ... together, in float32 (Cohere)
+    # The same pairs rotated by the first half of cat(freqs, freqs) tables, repeated pairwise (GLM's, Helium's).
+    pair_rotation: bool = False
     fused_qkv: bool = False  # one qkv_proj for q, k and v side by side, as the checkpoint stores it (Phi-3)
 
 
@@ -233,6 +235,7 @@ def attention_layout(
         rope_per_layer_type="rope_per_layer_type" in traits and sliding == "per_layer",
         float32_tables=bool(features.code is not None and features.code.float32_tables),
         rope_pairs="rope_pairs" in traits,
+        pair_rotation="pair_rotation" in traits,
         fused_qkv="self_attn.qkv_proj.weight" in layer0,
         causal=(
             "not config.use_bidirectional_attention"

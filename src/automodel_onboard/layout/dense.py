@@ -108,6 +108,7 @@ DENSE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {
     "partial_rotary",
     "parallel_block",
     "rope_pairs",
+    "pair_rotation",
     "logit_scale",
     "fused_qkv",  # a qkv_proj / gate_up_proj checkpoint kept fused (other fused names stay tensor gaps)
     "fused_gate_up",

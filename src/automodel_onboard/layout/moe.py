@@ -130,6 +130,7 @@ MOE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {
     "multi_token_prediction",
     "attention_sinks",
     "layernorm",  # the reference's own LayerNorm class, measured and reused as the dense decoder does
+    "pair_rotation",  # GLM's RoPE layout, as the dense decoder builds it
 }
 MOE_TENSORS = TensorTable(
     global_tensors=TENSORS.global_tensors,

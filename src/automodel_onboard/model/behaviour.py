@@ -45,6 +45,9 @@ class CodeFacts:
     float32_tables: bool | None = None
     # The RoPE tables repeat each angle for adjacent dims (0, 1), (2, 3), ... (Cohere's), not for dims i and i + D/2.
     rope_pairs: bool | None = None
+    # The rotation pairs adjacent dims although the tables are cat(freqs, freqs): it repeats the first half's angles
+    # pairwise (GLM's, Helium's, ERNIE 4.5's apply_rotary_pos_emb).
+    pair_rotation: bool | None = None
     # Multimodal RoPE: the frequencies follow the (temporal, height, width) grids by contiguous sections (Qwen2-VL's)
     # or interleaved dim by dim (Qwen3-VL's); None: not multimodal, or neither layout.
     mrope_layout: str | None = None
@@ -79,6 +82,7 @@ def measure(model: Any) -> CodeFacts | None:
             one_parameters=tuple(n for n, p in model.named_parameters() if p.numel() and bool((p == 1).all())),
             float32_tables=_float32_tables(text),
             rope_pairs=_rope_pairs(text),
+            pair_rotation=_pair_rotation(text),
             mrope_layout=_mrope_layout(text),
         )
 
@@ -207,6 +211,32 @@ def _rope_pairs(text: Any) -> bool | None:
     if row.numel() < 4 or row.numel() % 2:
         return None
     return bool(torch.equal(row[0::2], row[1::2])) and not torch.equal(row[0], row[2])
+
+
+def _pair_rotation(text: Any) -> bool | None:
+    """Whether the family's ``apply_rotary_pos_emb`` turns dim 0 towards dim 1 (not D/2) with half-laid tables:
+    measured by rotating a unit vector at position 1, where the first angle is one radian."""
+    import sys
+
+    import torch
+
+    rotary = getattr(text, "rotary_emb", None)
+    layers = getattr(text, "layers", None)
+    attention = getattr(layers[0], "self_attn", None) if layers else None
+    apply = getattr(sys.modules.get(type(attention).__module__), "apply_rotary_pos_emb", None)
+    if rotary is None or apply is None or _rope_pairs(text) is not False:
+        return None
+    try:
+        cos, sin = rotary(torch.zeros(1, 2, 8), torch.arange(2)[None])
+        q = torch.zeros(1, 1, 2, cos.shape[-1])
+        q[..., 1, 0] = 1.0
+        turned, _ = apply(q, q, cos, sin)
+    except Exception:  # another signature, or tables of another shape: not measured
+        return None
+    moved = turned[0, 0, 1]
+    if moved.numel() < 4 or not torch.isfinite(moved).all():
+        return None
+    return bool(moved[1].abs() > 1e-3 and moved[moved.numel() // 2].abs() < 1e-6)
 
 
 # How multimodal RoPE assigns the rotary frequencies to the (temporal, height, width) grids, given the config's

@@ -698,6 +698,10 @@ def with_code(features: Features, code: CodeFacts | None, tiny_text: Mapping[str
         found.append(Trait("embedding_scale", f"embeddings scaled by {scale:g} by no config field (measured)"))
     if code.rope_pairs:
         found.append(Trait("rope_pairs", "RoPE over adjacent dim pairs (measured on the reference's tables)"))
+    if code.pair_rotation:
+        found.append(
+            Trait("pair_rotation", "RoPE over adjacent dim pairs by the tables' first half (measured on its rotation)")
+        )
     if code.mrope_layout == "interleaved":
         found.append(Trait("mrope_interleaved", "multimodal RoPE interleaving the grids dim by dim (measured)"))
     known = {t.key for t in features.traits}
