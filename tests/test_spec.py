@@ -204,6 +204,16 @@ def test_pair_rotation_is_measured_on_the_familys_rotation(specs):
     assert cohere.features.code.rope_pairs is True and cohere.features.code.pair_rotation is None
 
 
+def test_layer_types_without_rope_are_measured():
+    """Cohere 2 rotates no queries or keys on its full-attention layers, which no config field says: measured by
+    swapping the RoPE tables for the identity, laid out by layer type; families that rotate everywhere have none."""
+    spec = build_spec(zoo_config("cohere2"))
+    assert spec.features.code.nope_types == ("full_attention",)
+    assert spec.layout.attention.nope_types == ("full_attention",)
+    gemma2 = build_spec(zoo_config("gemma2"))
+    assert gemma2.features.code.nope_types == () and gemma2.layout.attention.nope_types == ()
+
+
 def test_a_widened_residual_stream_is_no_embedding_scale():
     """HY-V4's first layer receives several copies of the hidden state: measured as more than the embeddings."""
     spec = build_spec(zoo_config("hy_v4"))

@@ -126,6 +126,7 @@ class AttentionLayout:
     rope_pairs: bool = False  # RoPE rotates adjacent dims (0, 1), (2, 3), ... together, in float32 (Cohere)
     # The same pairs rotated by the first half of cat(freqs, freqs) tables, repeated pairwise (GLM's, Helium's).
     pair_rotation: bool = False
+    nope_types: tuple[str, ...] = ()  # layer types whose queries and keys are not rotated (measured)
     fused_qkv: bool = False  # one qkv_proj for q, k and v side by side, as the checkpoint stores it (Phi-3)
 
 
@@ -236,6 +237,7 @@ def attention_layout(
         float32_tables=bool(features.code is not None and features.code.float32_tables),
         rope_pairs="rope_pairs" in traits,
         pair_rotation="pair_rotation" in traits,
+        nope_types=features.code.nope_types or () if "nope_layer_types" in traits and features.code else (),
         fused_qkv="self_attn.qkv_proj.weight" in layer0,
         causal=(
             "not config.use_bidirectional_attention"

@@ -109,6 +109,7 @@ DENSE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {
     "parallel_block",
     "rope_pairs",
     "pair_rotation",
+    "nope_layer_types",  # the layer types whose attention skips RoPE (measured), by config.layer_types
     "logit_scale",
     "fused_qkv",  # a qkv_proj / gate_up_proj checkpoint kept fused (other fused names stay tensor gaps)
     "fused_gate_up",

@@ -131,6 +131,7 @@ MOE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {
     "attention_sinks",
     "layernorm",  # the reference's own LayerNorm class, measured and reused as the dense decoder does
     "pair_rotation",  # GLM's RoPE layout, as the dense decoder builds it
+    "nope_layer_types",
 }
 MOE_TENSORS = TensorTable(
     global_tensors=TENSORS.global_tensors,

@@ -48,6 +48,9 @@ class CodeFacts:
     # The rotation pairs adjacent dims although the tables are cat(freqs, freqs): it repeats the first half's angles
     # pairwise (GLM's, Helium's, ERNIE 4.5's apply_rotary_pos_emb).
     pair_rotation: bool | None = None
+    # The layer types whose attention applies no RoPE (Cohere 2's and EXAONE 4's full-attention layers), where every
+    # layer of those types and no other skips it; None: not measured, or no layer type accounts for the layers.
+    nope_types: tuple[str, ...] | None = None
     # Multimodal RoPE: the frequencies follow the (temporal, height, width) grids by contiguous sections (Qwen2-VL's)
     # or interleaved dim by dim (Qwen3-VL's); None: not multimodal, or neither layout.
     mrope_layout: str | None = None
@@ -83,6 +86,7 @@ def measure(model: Any) -> CodeFacts | None:
             float32_tables=_float32_tables(text),
             rope_pairs=_rope_pairs(text),
             pair_rotation=_pair_rotation(text),
+            nope_types=_nope_types(text),
             mrope_layout=_mrope_layout(text),
         )
 
@@ -237,6 +241,32 @@ def _pair_rotation(text: Any) -> bool | None:
     if moved.numel() < 4 or not torch.isfinite(moved).all():
         return None
     return bool(moved[1].abs() > 1e-3 and moved[moved.numel() // 2].abs() < 1e-6)
+
+
+def _nope_types(text: Any) -> tuple[str, ...] | None:
+    """The layer types whose attention output does not change when the RoPE tables are replaced by the identity
+    rotation (cos 1, sin 0), where they are exactly the layers that do not."""
+    import torch
+
+    rotary = getattr(text, "rotary_emb", None)
+    types = getattr(getattr(text, "config", None), "layer_types", None)
+    layers = getattr(text, "layers", None)
+    if rotary is None or not isinstance(types, (list, tuple)) or layers is None or len(types) != len(layers):
+        return None
+    x = torch.randn(1, 4, text.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    unrotated = []
+    try:
+        tables = rotary(x, torch.arange(4)[None])
+        unturned = (torch.ones_like(tables[0]), torch.zeros_like(tables[1]))
+        for layer in layers:
+            outputs = [layer.self_attn(x, position_embeddings=pe, attention_mask=None)[0] for pe in (tables, unturned)]
+            unrotated.append(bool(torch.equal(*outputs)))
+    except Exception:  # a RoPE per layer type, or an attention taking other inputs: not measured
+        return None
+    nope = {t for t, skipped in zip(types, unrotated, strict=True) if skipped}
+    if any(skipped != (t in nope) for t, skipped in zip(types, unrotated, strict=True)):
+        return None
+    return tuple(sorted(nope))
 
 
 # How multimodal RoPE assigns the rotary frequencies to the (temporal, height, width) grids, given the config's

@@ -698,6 +698,8 @@ def with_code(features: Features, code: CodeFacts | None, tiny_text: Mapping[str
         found.append(Trait("embedding_scale", f"embeddings scaled by {scale:g} by no config field (measured)"))
     if code.rope_pairs:
         found.append(Trait("rope_pairs", "RoPE over adjacent dim pairs (measured on the reference's tables)"))
+    if code.nope_types:
+        found.append(Trait("nope_layer_types", f"no RoPE on {', '.join(code.nope_types)} layers (measured)"))
     if code.pair_rotation:
         found.append(
             Trait("pair_rotation", "RoPE over adjacent dim pairs by the tables' first half (measured on its rotation)")
