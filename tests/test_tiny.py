@@ -105,6 +105,17 @@ def test_a_saved_sum_of_head_widths_follows_the_shrunken_widths():
     assert tiny["qk_head_dim"] == tiny["qk_nope_head_dim"] + tiny["qk_rope_head_dim"] < 192
 
 
+def test_the_tiny_tower_is_deep_enough_for_the_feature_layers_taken():
+    """VipLLaVA's projector takes the tower's hidden states at -2, -5, -8, -11 and 6: the tiny tower keeps ten layers
+    (eleven hidden states, the embeddings' first), so every index exists."""
+    spec = build_spec(zoo_config("vipllava"))
+    tiny = spec.tiny_config
+    assert list(tiny["vision_feature_layers"]) == [-2, -5, -8, -11, 6]
+    assert tiny["vision_config"]["num_hidden_layers"] == 10
+    llava = build_spec(load_config("llava-hf__llava-v1.6-mistral-7b-hf.json")).tiny_config
+    assert llava["vision_config"]["num_hidden_layers"] == 2  # -2 needs one layer: the tiny default stands
+
+
 def test_a_vision_width_equal_to_the_text_models_follows_it():
     """Qwen2-VL's vision hidden_size is its projection into the text model: in the tiny config it follows the text
     model's width, while the tower's own widths (embed_dim) shrink to the tiny vision size."""

@@ -37,6 +37,8 @@ TINY_SOFTCAPS = (
 TINY_MIN_LOGIT_SCALE = 0.25
 TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "vision_layers": 2, "vision_heads": 2}
 VISION_WIDTH = re.compile(r"(_dim|_size|hidden_size)$(?<!image_size)(?<!patch_size)")
+# The multimodal config's choice of the tower's hidden states the projector takes (one index, or several).
+FEATURE_LAYERS = ("vision_feature_layer", "vision_feature_layers")
 DROP_KEYS = ("_name_or_path", "auto_map", "transformers_version", "quantization_config", "torch_dtype", "dtype")
 
 
@@ -238,6 +240,14 @@ def _shrink_vision(node: dict[str, Any], text_hidden: int, real_text_hidden: int
         node["num_image_tokens"] = 16
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _shrink_tiles(tiny: dict[str, Any], image_size: Any) -> None:
     """Any-resolution grids (``image_grid_pinpoints``) in tiles of the tiny image size: each resolution is a whole
     number of tiles of the real tower's size, which is their greatest common divisor."""
@@ -275,6 +285,13 @@ def tiny_config(raw: Mapping[str, Any], features: Features, *, text_key: str, vi
         for key in DROP_KEYS:
             vision.pop(key, None)
         _shrink_vision(vision, hidden, features.hidden_size)
+        # The hidden states the projector takes must exist in the tiny tower (VipLLaVA's five, down to the 11th from
+        # the end): index -k needs k - 1 layers, index i needs i.
+        indices = [i for key in FEATURE_LAYERS for i in _as_list(tiny.get(key)) if _is_index(i)]
+        depth = max((-i - 1 if i < 0 else i for i in indices), default=0)
+        layers = ConfigView(vision).get("vision_layers")
+        if isinstance(layers, int) and depth > layers:
+            _set(vision, "vision_layers", depth)
         if "projection_dim" in tiny:
             tiny["projection_dim"] = hidden
         if "mm_tokens_per_image" in tiny:
