@@ -452,6 +452,18 @@ def test_a_patch_merging_projector_and_its_transformers_norm_are_laid_out():
     assert ("lm_head.", "language_model.lm_head.") in lay.vision.checkpoint_prefixes
 
 
+def test_a_logit_scale_the_head_does_not_apply_is_left_out():
+    """Cohere 2 Vision's text config carries Cohere's logit_scale, which its image-text head never applies (measured:
+    the logits are the head of the final hidden state), and pixel-shuffles 2 x 2 patches into a token; Cohere's own
+    head applies its scale."""
+    lay = build_spec(zoo_config("cohere2_vision"), existing_models=frozenset()).layout
+    assert lay.gaps == () and lay.logits_multiplier is None
+    assert lay.vision.image_tokens == "(vision.image_size // vision.patch_size // config.downsample_factor) ** 2"
+    cohere = build_spec(zoo_config("cohere"), existing_models=frozenset())
+    assert cohere.features.code.logits_scale == pytest.approx(cohere.tiny_config["logit_scale"])
+    assert cohere.layout.logits_multiplier == "config.logit_scale"
+
+
 def test_a_layer_norm_behind_an_rms_epsilon_is_measured_and_reused():
     """PhiMoE's config names its epsilon rms_norm_eps, but its norms are LayerNorms with biases: measured on the
     reference, reused by the MoE kind, their biases rows of the checkpoint table."""

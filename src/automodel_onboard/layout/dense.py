@@ -623,6 +623,10 @@ def decoder_fields(
         name: f"config.{trait}" for trait, name in SCALINGS if trait in present and trait in fields
     }
     third_party, nemo = _model_imports(attention, config_class, local is not None)
+    code = features.code
+    if code is not None and code.logits_scale is not None and math.isclose(code.logits_scale, 1.0):
+        # A logit scale in the config that the reference's head does not apply (Cohere 2 Vision's).
+        scalings = {k: v for k, v in scalings.items() if k not in ("logits_multiplier", "logits_divisor")}
     habits, habit_imports, habit_gaps = _measured_habits(features, present)
     scalings.update(habits)
     all_gaps += habit_gaps

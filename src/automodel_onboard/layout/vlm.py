@@ -69,8 +69,8 @@ TOKEN_TYPES: tuple[tuple[str, bool], ...] = (("mm_token_type_ids", True), ("toke
 # Config fields that fix the tokens per image whatever the tower gives (a projector pooling to them: Gemma 3's).
 FIXED_IMAGE_TOKENS = ("mm_tokens_per_image",)
 # A projector that merges k x k neighbouring patches into one token, by the multimodal config's field (Mistral 3's
-# patch merger; Qwen2-VL's merge is the vision config's, in its "patches" layout).
-PATCH_MERGES = ("spatial_merge_size",)
+# patch merger, Cohere 2 Vision's pixel shuffle; Qwen2-VL's merge is the vision config's, in its "patches" layout).
+PATCH_MERGES = ("spatial_merge_size", "downsample_factor")
 # How the family's merge of image features into the text is checked against the prompt's image tokens: its own
 # placeholder mask raises on a mismatch (LLaVA's, Qwen2-VL's); an Idefics-style ``inputs_merger`` scatters without
 # checking, so the generated model wraps it with the check.

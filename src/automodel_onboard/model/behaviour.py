@@ -54,6 +54,9 @@ class CodeFacts:
     # Multimodal RoPE: the frequencies follow the (temporal, height, width) grids by contiguous sections (Qwen2-VL's)
     # or interleaved dim by dim (Qwen3-VL's); None: not multimodal, or neither layout.
     mrope_layout: str | None = None
+    # The top-level logits over the head applied to the final hidden state: 1.0 where the model's head scales nothing
+    # (Cohere 2 Vision ignores its text config's logit_scale); None: not measured, or not a scalar factor.
+    logits_scale: float | None = None
 
 
 SAMPLE_IDS = ((3, 5, 7, 11, 13, 17),)
@@ -88,7 +91,20 @@ def measure(model: Any) -> CodeFacts | None:
             pair_rotation=_pair_rotation(text),
             nope_types=_nope_types(text),
             mrope_layout=_mrope_layout(text),
+            logits_scale=_logits_scale(model, ids),
         )
+
+
+def _logits_scale(model: Any, ids: Any) -> float | None:
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        return None
+    try:
+        out = model(input_ids=ids, output_hidden_states=True, use_cache=False)
+        factor = _factor(out.logits, head(out.hidden_states[-1]))
+    except Exception:  # a model whose forward needs more than token ids: not measured
+        return None
+    return None if math.isnan(factor) else factor
 
 
 def _text_model(model: Any) -> Any:
