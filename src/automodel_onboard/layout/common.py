@@ -237,7 +237,7 @@ def attention_layout(
         float32_tables=bool(features.code is not None and features.code.float32_tables),
         rope_pairs="rope_pairs" in traits,
         pair_rotation="pair_rotation" in traits,
-        nope_types=features.code.nope_types or () if "nope_layer_types" in traits and features.code else (),
+        nope_types=(features.code.nope_types or ()) if "nope_layer_types" in traits else (),
         fused_qkv="self_attn.qkv_proj.weight" in layer0,
         causal=(
             "not config.use_bidirectional_attention"

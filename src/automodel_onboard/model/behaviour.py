@@ -80,6 +80,7 @@ def measure(model: Any) -> CodeFacts | None:
             from_embeds = _first_layer_input(text, inputs_embeds=raw)
         except Exception:  # a text model that needs more than token ids (multimodal positions): not measured
             return None
+        pairs = _rope_pairs(text)  # pair tables (Cohere's) rule out the pair rotation of half-laid ones
         return CodeFacts(
             embedding_scale=_factor(from_ids, raw),
             inputs_scale=_factor(from_embeds, raw),
@@ -87,8 +88,8 @@ def measure(model: Any) -> CodeFacts | None:
             zero_parameters=tuple(n for n, p in model.named_parameters() if p.numel() and not p.any()),
             one_parameters=tuple(n for n, p in model.named_parameters() if p.numel() and bool((p == 1).all())),
             float32_tables=_float32_tables(text),
-            rope_pairs=_rope_pairs(text),
-            pair_rotation=_pair_rotation(text),
+            rope_pairs=pairs,
+            pair_rotation=_pair_rotation(text) if pairs is False else None,
             nope_types=_nope_types(text),
             mrope_layout=_mrope_layout(text),
             logits_scale=_logits_scale(model, ids),
@@ -244,7 +245,7 @@ def _pair_rotation(text: Any) -> bool | None:
     layers = getattr(text, "layers", None)
     attention = getattr(layers[0], "self_attn", None) if layers else None
     apply = getattr(sys.modules.get(type(attention).__module__), "apply_rotary_pos_emb", None)
-    if rotary is None or apply is None or _rope_pairs(text) is not False:
+    if rotary is None or apply is None:
         return None
     try:
         cos, sin = rotary(torch.zeros(1, 2, 8), torch.arange(2)[None])
