@@ -170,6 +170,51 @@ def test_moe_placement_follows_the_fields_the_family_declares(spec):
     assert dense_rows == {f"model.layers.{{layer}}.mlp.{p}_proj.weight" for p in ("gate", "up", "down")}
 
 
+def test_llama4_text_layout(spec):
+    """Llama 4 (Maverick's text model): its fused expert tensors as NeMo holds them, its router and shared expert
+    renamed from ``feed_forward``, dense layers of their own width placed by ``moe_layers``, a MoE layer that scales
+    each token by its score before the expert, sigmoid scores left as they are, chunked masks, no RoPE and a query
+    temperature on the full-attention layers."""
+    raw = load_config("meta-llama__Llama-4-Maverick-17B-128E-Instruct.json")
+    text = {**raw["text_config"], "architectures": ["Llama4ForCausalLM"], "tie_word_embeddings": False}
+    lay = build_spec(text).layout
+    assert lay.gaps == ()
+    prefix = "model.layers.{layer}."
+    rows = {r.nemo: (r.sources, r.layers, r.transpose) for r in lay.tensors}
+    assert rows[prefix + "mlp.experts.gate_and_up_projs"] == (
+        (prefix + "feed_forward.experts.gate_up_proj",),
+        "moe",
+        False,
+    )
+    assert rows[prefix + "mlp.experts.down_projs"] == ((prefix + "feed_forward.experts.down_proj",), "moe", False)
+    assert rows[prefix + "mlp.gate.weight"][0] == (prefix + "feed_forward.router.weight",)
+    assert rows[prefix + "mlp.shared_experts.up_proj.weight"][0] == (
+        prefix + "feed_forward.shared_expert.up_proj.weight",
+    )
+    assert rows[prefix + "mlp.up_proj.weight"] == ((prefix + "feed_forward.up_proj.weight",), "dense", False)
+    assert [(g.name, g.condition) for g in lay.layer_groups] == [
+        ("dense", "i not in config.moe_layers"),
+        ("moe", "i in config.moe_layers"),
+    ]
+    assert lay.mlp.width == "config.intermediate_size_mlp"
+    assert dict(lay.dimensions)["intermediate"] == "config.intermediate_size_mlp"
+    args = dict(lay.moe_args)
+    assert (args["score_func"], args["norm_topk_prob"], args["inter_dim"], args["moe_inter_dim"]) == (
+        '"sigmoid_with_bias"',
+        "False",
+        "config.intermediate_size_mlp",
+        "config.intermediate_size",
+    )
+    assert lay.routed_input_scaled and lay.router == "model.layers.{layer}.feed_forward.router"
+    att = lay.attention
+    assert att.chunked and att.per_type_masks and att.temperature and att.complex_tables and att.rope_pairs
+    assert att.nope_types == ("full_attention",) and att.unit_qk_types == ()
+    scout = build_spec(zoo_config("llama4_text")).layout
+    assert scout.attention.unit_qk_types == ("chunked_attention",) and scout.mlp.width == "config.intermediate_size_mlp"
+    more = build_spec({**text, "num_experts_per_tok": 2}).layout
+    assert any("before top-k > 1 experts" in g for g in more.gaps), more.gaps
+
+
 def test_qk_norms_over_all_heads_are_laid_out_as_wide_as_the_projections(spec):
     olmoe = spec("allenai__OLMoE-1B-7B-0125.json", "moe")["layout"]
     assert olmoe["gaps"] == [] and olmoe["attention"]["qk_norm_full"] is True

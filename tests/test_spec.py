@@ -214,6 +214,41 @@ def test_layer_types_without_rope_are_measured():
     assert gemma2.features.code.nope_types == () and gemma2.layout.attention.nope_types == ()
 
 
+def test_llama4_text_habits_are_measured():
+    """Llama 4: complex RoPE tables (one angle per adjacent dim pair), no RoPE on its full-attention layers, q and k
+    divided by their root mean square with no weight on the others, and each token scaled by its router's sigmoid
+    score before its one expert (the experts receive half of each token with the router at zero); none of it in a
+    config field."""
+    spec = build_spec(zoo_config("llama4_text"))
+    code = spec.features.code
+    assert code.complex_tables is True and code.rope_pairs is True and code.float32_tables is True
+    assert code.nope_types == ("full_attention",) and code.unit_qk_types == ("chunked_attention",)
+    assert code.routed_input_scale == pytest.approx(0.5)
+    moe = spec.features.moe
+    assert moe.input_scaled and moe.score_func == "sigmoid" and not moe.norm_topk_prob
+    keys = {t.key for t in spec.features.traits}
+    assert {"routed_input_scale", "unit_qk_norm", "nope_layer_types", "rope_pairs"} <= keys
+    assert "nope_layers" not in keys  # the config's list is placed by the measurement
+    assert not spec.layout.gaps
+    maverick = build_spec(load_config("meta-llama__Llama-4-Maverick-17B-128E-Instruct.json"))
+    assert maverick.features.code.unit_qk_types == ()  # use_qk_norm false
+    assert maverick.features.moe.dense_layers == tuple(range(0, 48, 2))
+    mixtral = build_spec(load_config("mistralai__Mixtral-8x22B-v0.1.json"))
+    assert mixtral.features.code.routed_input_scale == pytest.approx(1.0)
+    assert mixtral.features.code.unit_qk_types is None and not mixtral.features.moe.input_scaled
+
+
+def test_moe_layers_must_be_indices():
+    """Checked before any config class reads it (transformers' own check refuses it too, when it is built)."""
+    cfg = {**zoo_config("llama4_text"), "moe_layers": [0, "one"]}
+    with pytest.raises(OnboardError) as info:
+        build_spec(cfg, with_inventory=False)
+    assert info.value.code == "invalid-value" and "moe_layers must be a list of layer indices" in str(info.value)
+    with pytest.raises(OnboardError) as info:
+        build_spec(cfg)
+    assert info.value.code == "config-rejected" and "moe_layers" in str(info.value)
+
+
 def test_a_widened_residual_stream_is_no_embedding_scale():
     """HY-V4's first layer receives several copies of the hidden state: measured as more than the embeddings."""
     spec = build_spec(zoo_config("hy_v4"))

@@ -151,3 +151,18 @@ def test_deepstack_layers_stay_within_the_tiny_tower():
     vision = build_spec(base, existing_models=frozenset()).tiny_config["vision_config"]
     assert list(vision["deepstack_visual_indexes"]) == [0, 1, 2]
     assert vision["depth"] == 3 < base["vision_config"]["depth"]
+
+
+def test_llama4_per_layer_lists_follow_the_kept_layers():
+    """Llama 4's RoPE switch per layer (``no_rope_layers``, which a Hub config may leave to its class to derive from
+    ``no_rope_layer_interval``) is kept at the layers the tiny config keeps, so its unrotated layer is built; the
+    chunk and the query temperature's floor are shorter than the tests' sequences; ``moe_layers`` lists only kept
+    layers."""
+    spec = build_spec(load_config("meta-llama__Llama-4-Maverick-17B-128E-Instruct.json"))
+    text = spec.tiny_config["text_config"]
+    assert list(text["layer_types"]) == ["chunked_attention", "full_attention"]
+    assert list(text["no_rope_layers"]) == [1, 0]
+    assert text["attention_chunk_size"] == 4 and text["floor_scale"] == 4
+    zoo = build_spec(zoo_config("llama4_text"))
+    assert list(zoo.tiny_config["no_rope_layers"]) == [1, 0] and list(zoo.tiny_config["moe_layers"]) == [0, 1]
+    assert zoo.tiny_config["num_hidden_layers"] == 2

@@ -81,6 +81,7 @@ class ClassNames:
     adapter: str
     multimodal: str | None = None  # an image-text model's inner model (vision tower, projector, text model)
     embedding: str = ""  # a token embedding that scales its own lookup (Gemma's)
+    moe: str = ""  # NeMo's MoE layer with each token scaled by its router score before its expert (Llama 4's)
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,16 @@ class AttentionLayout:
     causal: str = "True"
     float32_tables: bool = False  # the RoPE tables stay float32 and q/k are rotated in float32 (OLMo 2)
     rope_pairs: bool = False  # RoPE rotates adjacent dims (0, 1), (2, 3), ... together, in float32 (Cohere)
+    complex_tables: bool = False  # the reference's tables are complex, ours their cosines and sines (tests convert)
     # The same pairs rotated by the first half of cat(freqs, freqs) tables, repeated pairwise (GLM's, Helium's).
     pair_rotation: bool = False
     nope_types: tuple[str, ...] = ()  # layer types whose queries and keys are not rotated (measured)
     fused_qkv: bool = False  # one qkv_proj for q, k and v side by side, as the checkpoint stores it (Phi-3)
+    chunked: bool = False  # chunked_attention layers attend within chunks of config.attention_chunk_size tokens
+    unit_qk_types: tuple[str, ...] = ()  # layer types whose q and k are divided by their RMS, with no weight (measured)
+    # Queries of the unrotated layers scaled up by position (config.attn_temperature_tuning, floor_scale, attn_scale).
+    temperature: bool = False
+    per_type_masks: bool = False  # each layer takes the mask of its type (config.layer_types): windows or chunks
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,7 @@ class MlpLayout:
     bias: str  # expression
     activation: str  # config attribute holding the activation name
     fused_gate_up: bool = False  # one gate_up_proj, gate half first, as the checkpoint stores it (Phi-3)
+    width: str = "config.intermediate_size"  # expression: the hidden width (Llama 4's dense layers have their own)
 
 
 @dataclass(frozen=True)
@@ -168,6 +176,7 @@ def class_names(prefix: str, architecture: str) -> ClassNames:
         causal_lm=architecture,
         adapter=f"{prefix}StateDictAdapter",
         embedding=f"{prefix}ScaledWordEmbedding",
+        moe=f"{prefix}MoE",
     )
 
 
@@ -187,6 +196,10 @@ def _flag(attr: str | None, present: Sequence[bool]) -> Callable[[bool], str]:
     return lambda value: f"config.{attr}" if attr and uniform else repr(value)
 
 
+# The config fields of Llama 4's query temperature, which the generated attention reads.
+TEMPERATURE_FIELDS = frozenset({"attn_temperature_tuning", "floor_scale", "attn_scale"})
+
+
 def attention_layout(
     features: Features, layer0: frozenset[str], fields: frozenset[str], implemented: frozenset[str]
 ) -> AttentionLayout:
@@ -202,6 +215,9 @@ def attention_layout(
             break
     biases = tuple((p, bias_expr(b)) for p, b in zip(projections, present, strict=True))
     traits = {t.key for t in features.traits} & implemented
+    code = features.code
+    nope_types = (code.nope_types or ()) if code is not None and "nope_layer_types" in traits else ()
+    chunked = "chunked_attention" in traits and {"attention_chunk_size", "layer_types"} <= fields
     head_dim = "config.head_dim" if att.head_dim_explicit else "config.hidden_size // config.num_attention_heads"
     rotary_dim, scaling, latent = head_dim, "self.head_dim**-0.5", None
     if att.latent is not None:
@@ -236,9 +252,14 @@ def attention_layout(
         rope_per_layer_type="rope_per_layer_type" in traits and sliding == "per_layer",
         float32_tables=bool(features.code is not None and features.code.float32_tables),
         rope_pairs="rope_pairs" in traits,
+        complex_tables=code is not None and code.complex_tables,
         pair_rotation="pair_rotation" in traits,
-        nope_types=(features.code.nope_types or ()) if "nope_layer_types" in traits else (),
+        nope_types=nope_types,
         fused_qkv="self_attn.qkv_proj.weight" in layer0,
+        chunked=chunked,
+        per_type_masks=sliding == "per_layer" or chunked,
+        unit_qk_types=(code.unit_qk_types or ()) if code is not None and "unit_qk_norm" in traits else (),
+        temperature="temperature_tuning" in traits and bool(nope_types) and TEMPERATURE_FIELDS <= fields,
         causal=(
             "not config.use_bidirectional_attention"
             if "bidirectional_attention" in traits and "use_bidirectional_attention" in fields

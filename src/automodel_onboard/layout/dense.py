@@ -444,7 +444,11 @@ def _model_imports(
     attention: AttentionLayout, config_class: str, local: bool
 ) -> tuple[tuple[Import, ...], tuple[Import, ...]]:
     """model.py's transformers imports and NeMo AutoModel imports (the generated package's own modules aside)."""
-    masks = ("create_causal_mask",) + (("create_sliding_window_causal_mask",) if attention.sliding != "none" else ())
+    masks = (
+        "create_causal_mask",
+        *(("create_chunked_causal_mask",) if attention.chunked else ()),
+        *(("create_sliding_window_causal_mask",) if attention.sliding != "none" else ()),
+    )
     third_party = (
         *(() if local else (Import("transformers", (config_class,)),)),
         Import("transformers.activations", ("ACT2FN",)),

@@ -380,6 +380,49 @@ GPT_OSS_BASE: Mapping[str, Any] = {
     "torch_dtype": "bfloat16",
 }
 
+# Llama 4 Scout's text model (its text_config as a Llama4ForCausalLM): one expert per token, each token scaled by its
+# router's sigmoid score before the expert, a shared expert, chunked local attention with every fourth layer unrotated
+# (NoPE, whose queries are scaled up with the position), q and k divided by their RMS on the rotated layers, llama3
+# RoPE over adjacent dim pairs from complex tables.
+LLAMA4_TEXT_BASE: Mapping[str, Any] = {
+    "architectures": ["Llama4ForCausalLM"],
+    "model_type": "llama4_text",
+    "hidden_size": 5120,
+    "intermediate_size": 8192,
+    "intermediate_size_mlp": 16384,
+    "num_hidden_layers": 48,
+    "num_attention_heads": 40,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "max_position_embeddings": 10485760,
+    "rms_norm_eps": 1e-5,
+    "num_local_experts": 16,
+    "num_experts_per_tok": 1,
+    "interleave_moe_layer_step": 1,
+    "use_qk_norm": True,
+    "attention_chunk_size": 8192,
+    "attn_temperature_tuning": True,
+    "floor_scale": 8192,
+    "attn_scale": 0.1,
+    "router_aux_loss_coef": 0.001,
+    "rope_theta": 500000.0,
+    "rope_scaling": {
+        "rope_type": "llama3",
+        "factor": 16.0,
+        "high_freq_factor": 1.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+    },
+    "attention_bias": False,
+    "vocab_size": 202048,
+    "bos_token_id": 200000,
+    "eos_token_id": [200001, 200007, 200008],
+    "pad_token_id": 200018,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+}
+
 MOE: tuple[Synthetic, ...] = (
     Synthetic("qwen3-moe-base", "moe", QWEN3_MOE_BASE),
     Synthetic("qwen3-moe-no-topk-norm", "moe", QWEN3_MOE_BASE, {"norm_topk_prob": False}),
@@ -401,6 +444,11 @@ MOE: tuple[Synthetic, ...] = (
         {"n_group": 1, "topk_group": 1, "norm_topk_prob": False, "routed_scaling_factor": 1.0},
     ),
     Synthetic("gpt-oss-base", "moe", GPT_OSS_BASE),
+    Synthetic("llama4-text-base", "moe", LLAMA4_TEXT_BASE),
+    # Maverick's: dense layers (their own width, intermediate_size_mlp) between the MoE ones, no q/k division.
+    Synthetic(
+        "llama4-text-interleaved", "moe", LLAMA4_TEXT_BASE, {"interleave_moe_layer_step": 2, "use_qk_norm": False}
+    ),
 )
 
 # LLaVA 1.5's shape (llava-1.5-7b-hf's config.json): a CLIP tower whose second-to-last layer, class token dropped,

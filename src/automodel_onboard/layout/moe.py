@@ -74,9 +74,9 @@ def _experts(prefix: str, gate: str, up: str, down: str) -> tuple[CheckpointTens
     )
 
 
-def _shared(prefix: str) -> tuple[CheckpointTensor, ...]:
+def _shared(prefix: str, model: str = "mlp.shared_experts") -> tuple[CheckpointTensor, ...]:
     return tuple(
-        CheckpointTensor(f"mlp.shared_experts.{p}.weight", shape, hf=(f"{prefix}.{p}.weight",))
+        CheckpointTensor(f"{model}.{p}.weight", shape, hf=(f"{prefix}.{p}.weight",))
         for p, shape in (
             ("gate_proj", ("shared", "hidden")),
             ("up_proj", ("shared", "hidden")),
@@ -116,12 +116,23 @@ MOE_ROWS: tuple[CheckpointTensor, ...] = (
     CheckpointTensor("mlp.experts.gate_up_proj_bias", ("experts", "moe2")),
     CheckpointTensor("mlp.experts.down_projs", ("experts", "moe", "hidden"), hf=("mlp.experts.down_proj",)),
     CheckpointTensor("mlp.experts.down_proj_bias", ("experts", "hidden")),
+    # Llama 4: a router module, every expert in one tensor as NeMo holds them ([E, in, out], gate half first).
+    CheckpointTensor("mlp.gate.weight", ("experts", "hidden"), hf=("feed_forward.router.weight",)),
+    CheckpointTensor(
+        "mlp.experts.gate_and_up_projs", ("experts", "hidden", "moe2"), hf=("feed_forward.experts.gate_up_proj",)
+    ),
+    CheckpointTensor("mlp.experts.down_projs", ("experts", "moe", "hidden"), hf=("feed_forward.experts.down_proj",)),
+    *_shared("feed_forward.shared_expert", "mlp.shared_experts"),
     *_shared("mlp.shared_expert"),  # Qwen2-MoE names its one shared expert in the singular
     *_shared("mlp.shared_experts"),
     CheckpointTensor("mlp.shared_expert_gate.weight", ("one", "hidden")),
 )
 DENSE_ROWS: tuple[CheckpointTensor, ...] = tuple(
-    CheckpointTensor(name, shape) for name, shape in TENSORS.layer_tensors if name.startswith("mlp.")
+    CheckpointTensor(name, shape, hf=hf)
+    for name, shape in TENSORS.layer_tensors
+    if name.startswith("mlp.")
+    # Llama 4 names its dense layers' MLP feed_forward, as it does its MoE blocks.
+    for hf in ((), (name.replace("mlp.", "feed_forward.", 1),))
 )
 # Traits the MoE template builds beyond the dense ones: partial rotary (GLM-4.5), attention sinks (GPT-OSS) and the
 # multi-token prediction layers of a checkpoint, which it recognises and does not build (as transformers does).
@@ -131,7 +142,14 @@ MOE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {
     "attention_sinks",
     "layernorm",  # the reference's own LayerNorm class, measured and reused as the dense decoder does
     "pair_rotation",  # GLM's RoPE layout, as the dense decoder builds it
+    "rope_pairs",  # Cohere's and Llama 4's (complex tables, one angle per adjacent pair), as the dense decoder does
     "nope_layer_types",
+    # Llama 4's: chunked local attention, its query temperature on NoPE layers, q/k divided by their RMS, and
+    # tokens scaled by their router score before their expert (one expert per token).
+    "chunked_attention",
+    "temperature_tuning",
+    "unit_qk_norm",
+    "routed_input_scale",
 }
 MOE_TENSORS = TensorTable(
     global_tensors=TENSORS.global_tensors,
@@ -150,6 +168,7 @@ PLACEMENT: tuple[tuple[str, str], ...] = (
     ("decoder_sparse_step", "(i + 1) % config.decoder_sparse_step == 0"),
     ("mlp_only_layers", "i not in config.mlp_only_layers"),
     ("mlp_layer_types", 'config.mlp_layer_types[i] == "sparse"'),
+    ("moe_layers", "i in config.moe_layers"),
 )
 
 
@@ -170,6 +189,7 @@ class MoeLayout(DenseLayout):
     mtp_layers: str | None = None  # expression: checkpoint layers after the last one that the model does not build
     # Linear modules inside NeMo's MoE layer that its own ``init_weights`` leaves as allocated (0.7.0's gate).
     moe_uninitialised: tuple[str, ...] = ()
+    routed_input_scaled: bool = False  # each token scaled by its router score before its expert (Llama 4's)
 
 
 # What only transformers' PreTrainedModel pattern imports, its _init_weights hook included (the MoE kind's classes
@@ -214,6 +234,12 @@ def _in_memory(model_type: str, checkpoint_name: str) -> str:
     return name
 
 
+def _negated(condition: str) -> str:
+    """``not (condition)``, a single membership test written as ruff wants it."""
+    member = re.fullmatch(r"i in (config\.\w+)", condition)
+    return f"i not in {member.group(1)}" if member else f"not ({condition})"
+
+
 def _routing_gaps(moe: Moe, renormalise: bool) -> list[str]:
     gaps = []
     if moe.score_func not in SCORE_FUNCS:
@@ -226,6 +252,8 @@ def _routing_gaps(moe: Moe, renormalise: bool) -> list[str]:
         gaps.append("top-1 routing with renormalised weights: NeMo's router leaves a single weight as scored")
     if moe.router_bias and moe.score_func != "softmax":
         gaps.append(f"a router bias with {moe.score_func} scores")
+    if moe.input_scaled and (moe.top_k or 1) > 1:
+        gaps.append("tokens scaled by their router scores before top-k > 1 experts: each expert needs its own input")
     return gaps
 
 
@@ -259,6 +287,8 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> MoeLayout | Non
     declared = reference_fields(spec)
     # Routers without a norm_topk_prob switch (Mixtral's, Granite's) always renormalise their top-k weights.
     renormalise = _attr("norm_topk_prob", declared) or "True"
+    if moe.input_scaled:  # the measured scale is the score itself (a single weight of 1 would leave tokens as they are)
+        renormalise = "False"
     gaps = _routing_gaps(moe, moe.norm_topk_prob if renormalise != "True" else True)
     gaps += _activation_gaps(moe, spec.features.mlp.activation)
     moe_layers = tuple(i for i in range(spec.features.num_layers or 0) if i not in moe.dense_layers)
@@ -269,6 +299,8 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> MoeLayout | Non
         "moe2": 2 * (moe.expert_intermediate_size or 0) or None,
         "shared": moe.shared_expert_intermediate_size,
     }
+    if _attr("dense_intermediate_size", declared):
+        sizes.update(intermediate=moe.dense_intermediate_size, intermediate2=2 * (moe.dense_intermediate_size or 0))
     fields = decoder_fields(spec, MOE_TENSORS, MOE_TRAITS | also, groups, tuple(gaps), sizes)
     if fields is None:
         return None
@@ -278,8 +310,10 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> MoeLayout | Non
     shared = f"{layer}mlp.shared_experts.gate_proj.weight" in names
     correction = f"{layer}mlp.gate.e_score_correction_bias" in names
     score_func, router_fp32 = SCORE_FUNCS.get(moe.score_func, SCORE_FUNCS["softmax"])
-    dense_width = _attr("intermediate_size", declared) or "config.intermediate_size"
-    moe_width = _attr("moe_intermediate_size", declared) or dense_width
+    # Llama 4's dense layers have a width of their own (intermediate_size_mlp), its experts intermediate_size.
+    expert_width = _attr("intermediate_size", declared) or "config.intermediate_size"
+    dense_width = _attr("dense_intermediate_size", declared) or expert_width
+    moe_width = _attr("moe_intermediate_size", declared) or expert_width
     experts = _attr("num_experts", declared) or repr(moe.num_experts)
     shared_count = _attr("num_shared_experts", declared) or repr(int(shared))
     shared_width = _attr("shared_expert_intermediate_size", declared)
@@ -317,6 +351,7 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> MoeLayout | Non
     fields["model_imports"] = (
         *without(fields["model_imports"], TRANSFORMERS_MODEL_ONLY),
         Import("transformers.loss.loss_utils", ("ForCausalLMLoss",)),
+        *((Import("torch.distributed.device_mesh", ("DeviceMesh",)),) if moe.input_scaled else ()),
     )
     fields["model_nemo_imports"] = (
         *fields["model_nemo_imports"],
@@ -325,8 +360,11 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> MoeLayout | Non
         Import(MOE_MIXIN, ("MoEFSDPSyncMixin",)),
         Import(MOE_LAYERS, ("MoE",)),
     )
+    if dense_width != expert_width:
+        fields["mlp"] = dataclasses.replace(fields["mlp"], width=dense_width)
+    widths = {"intermediate": dense_width, "intermediate2": f"2 * {dense_width}"}
     fields["dimensions"] = (
-        *fields["dimensions"],
+        *((symbol, widths.get(symbol, expr)) for symbol, expr in fields["dimensions"]),
         ("experts", experts),
         ("moe", moe_width),
         ("moe2", f"2 * {moe_width}"),
@@ -350,9 +388,10 @@ def build(spec: ArchSpec, also: frozenset[str] = frozenset()) -> MoeLayout | Non
     return MoeLayout(
         **fields,
         moe_args=args,
-        layer_groups=(LayerGroup("dense", f"not ({condition})"), LayerGroup("moe", condition)),
+        layer_groups=(LayerGroup("dense", _negated(condition)), LayerGroup("moe", condition)),
         router=router,
         router_fp32=router_fp32,
+        routed_input_scaled=moe.input_scaled,
         correction_bias=correction,
         mtp_layers=_attr("mtp_layers", declared) if mtp else None,
         nemo_native=True,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from automodel_onboard.model.reference import TEXT_ATTRIBUTES, ClassRef
+from automodel_onboard.model.reference import EXPERT_COUNTS, TEXT_ATTRIBUTES, ClassRef
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class CodeFacts:
     float32_tables: bool | None = None
     # The RoPE tables repeat each angle for adjacent dims (0, 1), (2, 3), ... (Cohere's), not for dims i and i + D/2.
     rope_pairs: bool | None = None
+    # The RoPE module returns complex tables, one unit number per adjacent dim pair (Llama 4's ``freqs_cis``).
+    complex_tables: bool = False
     # The rotation pairs adjacent dims although the tables are cat(freqs, freqs): it repeats the first half's angles
     # pairwise (GLM's, Helium's, ERNIE 4.5's apply_rotary_pos_emb).
     pair_rotation: bool | None = None
@@ -57,6 +59,13 @@ class CodeFacts:
     # The top-level logits over the head applied to the final hidden state: 1.0 where the model's head scales nothing
     # (Cohere 2 Vision ignores its text config's logit_scale); None: not measured, or not a scalar factor.
     logits_scale: float | None = None
+    # The layer types whose queries and keys are divided by their root mean square with no weight (Llama 4's L2 norm
+    # on its rotated layers): measured as attention that doubling the q and k projections does not change.
+    unit_qk_types: tuple[str, ...] | None = None
+    # What the routed experts receive over the tokens, with the router's weights at zero: 1.0 where the tokens reach
+    # them as they are (the router weights their outputs), the top expert's score where each token is scaled by it
+    # before its expert (Llama 4's 0.5, a sigmoid of zero); None: not measured.
+    routed_input_scale: float | None = None
 
 
 SAMPLE_IDS = ((3, 5, 7, 11, 13, 17),)
@@ -89,10 +98,13 @@ def measure(model: Any) -> CodeFacts | None:
             one_parameters=tuple(n for n, p in model.named_parameters() if p.numel() and bool((p == 1).all())),
             float32_tables=_float32_tables(text),
             rope_pairs=pairs,
+            complex_tables=_complex_tables(text),
             pair_rotation=_pair_rotation(text) if pairs is False else None,
-            nope_types=_nope_types(text),
+            nope_types=_by_layer_type(text, _unrotated),
+            unit_qk_types=_by_layer_type(text, _unit_qk),
             mrope_layout=_mrope_layout(text),
             logits_scale=_logits_scale(model, ids),
+            routed_input_scale=_routed_input_scale(text),
         )
 
 
@@ -201,6 +213,27 @@ def _norm(text: Any) -> NormCode | None:
     )
 
 
+def _tables(rotary: Any, x: Any, positions: Any) -> tuple[Any, Any]:
+    """The rotary module's (cos, sin) tables; complex ones (Llama 4's ``freqs_cis``, one angle per adjacent pair of
+    dims) as the pair-laid cosines and sines they rotate by."""
+    out = rotary(x, positions)
+    if getattr(out, "is_complex", lambda: False)():
+        return out.real.repeat_interleave(2, dim=-1), out.imag.repeat_interleave(2, dim=-1)
+    cos, sin = out
+    return cos, sin
+
+
+def _complex_tables(text: Any) -> bool:
+    import torch
+
+    rotary = getattr(text, "rotary_emb", None)
+    try:
+        out = rotary(torch.zeros(1, 2, 8), torch.arange(2)[None]) if rotary is not None else None
+    except Exception:  # a RoPE per layer type, or one of position grids: not complex
+        return False
+    return isinstance(out, torch.Tensor) and out.is_complex()
+
+
 def _float32_tables(text: Any) -> bool | None:
     """Whether the text model's RoPE hands bfloat16 activations float32 tables."""
     import torch
@@ -210,7 +243,7 @@ def _float32_tables(text: Any) -> bool | None:
         return None
     x = torch.zeros(1, 2, 8, dtype=torch.bfloat16)
     try:
-        cos, _ = rotary(x, torch.arange(2)[None])
+        cos, _ = _tables(rotary, x, torch.arange(2)[None])
     except Exception:  # a RoPE per layer type, or one of position grids: not measured
         return None
     return cos.dtype == torch.float32
@@ -225,7 +258,7 @@ def _rope_pairs(text: Any) -> bool | None:
     if rotary is None:
         return None
     try:
-        cos, _ = rotary(torch.zeros(1, 2, 8), torch.arange(2)[None])
+        cos, _ = _tables(rotary, torch.zeros(1, 2, 8), torch.arange(2)[None])
     except Exception:  # a RoPE per layer type, or one of position grids: not measured
         return None
     row = cos[0, 1]
@@ -260,9 +293,37 @@ def _pair_rotation(text: Any) -> bool | None:
     return bool(moved[1].abs() > 1e-3 and moved[moved.numel() // 2].abs() < 1e-6)
 
 
-def _nope_types(text: Any) -> tuple[str, ...] | None:
-    """The layer types whose attention output does not change when the RoPE tables are replaced by the identity
-    rotation (cos 1, sin 0), where they are exactly the layers that do not."""
+def _unrotated(attention: Any, x: Any, tables: Any) -> bool:
+    """The attention's output does not change when the RoPE tables are replaced by the identity rotation."""
+    import torch
+
+    identity = (
+        torch.ones_like(tables)
+        if getattr(tables, "is_complex", lambda: False)()
+        else (torch.ones_like(tables[0]), torch.zeros_like(tables[1]))
+    )
+    outputs = [attention(x, position_embeddings=pe, attention_mask=None)[0] for pe in (tables, identity)]
+    return bool(torch.equal(*outputs))
+
+
+def _unit_qk(attention: Any, x: Any, tables: Any) -> bool:
+    """The attention's output does not change when its q and k projections are doubled, having no norm weights."""
+    import torch
+
+    projections = [getattr(attention, name, None) for name in ("q_proj", "k_proj")]
+    if any(p is None for p in projections) or any(n.endswith("norm.weight") for n, _ in attention.named_parameters()):
+        return False
+    before = attention(x, position_embeddings=tables, attention_mask=None)[0]
+    probe = copy.deepcopy(attention)
+    for name in ("q_proj", "k_proj"):
+        for parameter in getattr(probe, name).parameters():
+            parameter.data.mul_(2.0)
+    after = probe(x, position_embeddings=tables, attention_mask=None)[0]
+    return bool(torch.allclose(before, after, rtol=1e-4, atol=1e-5))
+
+
+def _by_layer_type(text: Any, test: Any) -> tuple[str, ...] | None:
+    """The layer types whose attention passes ``test``, where they are exactly the layers that do (none: empty)."""
     import torch
 
     rotary = getattr(text, "rotary_emb", None)
@@ -271,19 +332,65 @@ def _nope_types(text: Any) -> tuple[str, ...] | None:
     if rotary is None or not isinstance(types, (list, tuple)) or layers is None or len(types) != len(layers):
         return None
     x = torch.randn(1, 4, text.config.hidden_size, generator=torch.Generator().manual_seed(0))
-    unrotated = []
     try:
         tables = rotary(x, torch.arange(4)[None])
-        unturned = (torch.ones_like(tables[0]), torch.zeros_like(tables[1]))
-        for layer in layers:
-            outputs = [layer.self_attn(x, position_embeddings=pe, attention_mask=None)[0] for pe in (tables, unturned)]
-            unrotated.append(bool(torch.equal(*outputs)))
+        passed = [test(layer.self_attn, x, tables) for layer in layers]
     except Exception:  # a RoPE per layer type, or an attention taking other inputs: not measured
         return None
-    nope = {t for t, skipped in zip(types, unrotated, strict=True) if skipped}
-    if any(skipped != (t in nope) for t, skipped in zip(types, unrotated, strict=True)):
+    found = {t for t, ok in zip(types, passed, strict=True) if ok}
+    if any(ok != (t in found) for t, ok in zip(types, passed, strict=True)):
         return None
-    return tuple(sorted(nope))
+    return tuple(sorted(found))
+
+
+def _routed_input_scale(text: Any) -> float | None:
+    """See :attr:`CodeFacts.routed_input_scale`: the first MoE block run with its router zeroed."""
+    import torch
+
+    experts_count = next(
+        (v for a in EXPERT_COUNTS if isinstance(v := getattr(text.config, a, None), int)),
+        None,
+    )
+    block = next((m for m in text.layers.modules() if isinstance(getattr(m, "experts", None), torch.nn.Module)), None)
+    router = next(
+        (
+            name
+            for name, m in (block.named_children() if block is not None else ())
+            if name != "experts"
+            and isinstance(getattr(m, "weight", None), torch.Tensor)
+            and m.weight.dim() == 2
+            and m.weight.shape[0] == experts_count
+        ),
+        None,
+    )
+    if router is None:
+        return None
+    probe = copy.deepcopy(block)
+    for parameter in getattr(probe, router).parameters():
+        parameter.data.zero_()
+    seen: list[Any] = []
+
+    def hook(_module: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        seen.append(args[0] if args else kwargs.get("hidden_states"))
+
+    x = torch.randn(1, 3, text.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    handle = probe.experts.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        probe(x)
+    except Exception:  # a block taking other inputs: not measured
+        return None
+    finally:
+        handle.remove()
+    if not seen or not isinstance(seen[0], torch.Tensor) or seen[0].shape[-1] != x.shape[-1]:
+        return None
+    tokens = x.reshape(-1, x.shape[-1])
+    if seen[0].numel() % tokens.numel():
+        return None
+    received = seen[0].reshape(-1, *tokens.shape)  # [copies, tokens, hidden]: each token once per expert, or once
+    factors = (received * tokens).sum(-1) / (tokens * tokens).sum(-1)
+    if not torch.allclose(received, factors[..., None] * tokens, rtol=1e-5, atol=1e-6):
+        return None
+    return float(factors.max())
 
 
 # How multimodal RoPE assigns the rotary frequencies to the (temporal, height, width) grids, given the config's

@@ -103,6 +103,8 @@ class Moe:
     activation_alpha: float | None = None
     activation_limit: float | None = None
     gate_up_interleaved: bool = False  # the reference holds its experts' gate and up rows interleaved
+    # Each token is scaled by its expert's router score before the expert, not the expert's output after (Llama 4).
+    input_scaled: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,7 @@ TRAIT_FIELDS: tuple[tuple[str, str, Any, str], ...] = (
     ("alibi", "use_alibi", _true, "ALiBi position bias"),
     ("chunked_attention", "attention_chunk_size", _set, "chunked local attention (attention_chunk_size)"),
     ("nope_layers", "no_rope_layers", _set, "layers without rotary embeddings (no_rope_layers)"),
+    ("temperature_tuning", "attn_temperature_tuning", _true, "query temperature by position on NoPE layers"),
     ("multi_token_prediction", "num_nextn_predict_layers", _positive, "multi-token prediction layers"),
     ("multi_token_prediction", "num_mtp_layers", _positive, "multi-token prediction layers"),
     ("attention_sinks", "attention_sink_size", _set, "attention sinks"),
@@ -418,10 +421,21 @@ def _dense_layers(text: ConfigView, num_layers: int) -> tuple[int, ...]:
             code="invalid-value",
         )
     kinds = text.names("mlp_layer_types", fix='use "dense" and "sparse", one per layer')
+    listed = text.get("moe_layers")  # the MoE layers' indices, where the config lists them (Llama 4's)
+    if listed is not None and not (
+        isinstance(listed, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in listed)
+    ):
+        raise OnboardError(
+            "moe_layers must be a list of layer indices",
+            where=text.where("moe_layers"),
+            fix="use integers",
+            code="invalid-value",
+        )
     dense = []
     for i in range(num_layers):
         is_moe = i >= first_k and (i - first_k) % freq == 0 and (i + 1) % step == 0 and i not in only
         is_moe = is_moe and (kinds is None or i >= len(kinds) or kinds[i] == "sparse")
+        is_moe = is_moe and (listed is None or i in listed)
         if not is_moe:
             dense.append(i)
     return tuple(dense)
@@ -706,6 +720,29 @@ def with_code(features: Features, code: CodeFacts | None, tiny_text: Mapping[str
         )
     if code.mrope_layout == "interleaved":
         found.append(Trait("mrope_interleaved", "multimodal RoPE interleaving the grids dim by dim (measured)"))
+    if code.unit_qk_types:
+        found.append(
+            Trait(
+                "unit_qk_norm", f"q and k divided by their root mean square on {', '.join(code.unit_qk_types)} layers"
+            )
+        )
+    moe = features.moe
+    if moe is not None and code.routed_input_scale is not None and not math.isclose(code.routed_input_scale, 1.0):
+        found.append(Trait("routed_input_scale", "each token scaled by its router score before its expert (measured)"))
+        moe = replace(moe, input_scaled=True, norm_topk_prob=False, score_func=_input_score(code, tiny_text))
     known = {t.key for t in features.traits}
+    # Layers without RoPE that the config lists are measured by layer type: the measurement places them.
+    explained = {"nope_layers"} if code.nope_types is not None else set()
+    kept = tuple(t for t in features.traits if t.key not in explained)
     extra = tuple(t for t in found if t.key not in known)
-    return replace(features, code=code, traits=features.traits + extra)
+    return replace(features, code=code, moe=moe, traits=kept + extra)
+
+
+def _input_score(code: CodeFacts, tiny_text: Mapping[str, Any]) -> str:
+    """The score function that gives each routed token the measured scale with the router's weights at zero: a
+    sigmoid's 0.5, or a softmax's share over the experts."""
+    scale = code.routed_input_scale or 0.0
+    experts = ConfigView(tiny_text).int_("num_experts", minimum=0) or 0
+    if math.isclose(scale, 0.5):
+        return "sigmoid"
+    return "softmax" if experts and math.isclose(scale, 1 / experts) else "measured"

@@ -80,6 +80,7 @@ ALIASES: Mapping[str, tuple[str, ...]] = {
     "interleave_moe_layer_step": ("interleave_moe_layer_step",),
     "mlp_only_layers": ("mlp_only_layers",),
     "mlp_layer_types": ("mlp_layer_types",),
+    "moe_layers": ("moe_layers",),
     "mtp_layers": ("num_nextn_predict_layers", "num_mtp_layers"),
     # Latent (MLA) attention.
     "q_lora_rank": ("q_lora_rank",),

@@ -204,7 +204,7 @@ def build_spec(
     )
     if resolved is not None:
         _require_sizes(feats, where, prefix)
-    tiny = tiny_config(raw, feats, text_key=text_key, vision_key=verdict.vision_key)
+    tiny = tiny_config(raw, feats, text_key=text_key, vision_key=verdict.vision_key, resolved=resolved)
     tiny_total = None
     if inventory is not None:
         import torch

@@ -25,6 +25,9 @@ TINY_INTERMEDIATE = 128
 TINY_EXPERT_INTERMEDIATE = 32
 TINY_EXPERTS = 4
 TINY_WINDOW = 4  # smaller than the generated tests' sequences, so sliding-window masking is exercised
+# Position lengths that the generated tests' sequences pass, so what they switch on is exercised: the attention chunk
+# (chunked local attention) and the query temperature's floor (Llama 4's, scaling queries on its NoPE layers).
+TINY_LENGTHS = ("attention_chunk_size", "floor_scale")
 # Soft caps (``tanh(x / cap) * cap``) low enough that the tiny model's attention scores and logits reach the curve of
 # the tanh; at the real caps they stay in its linear part and a missing cap would pass the parity tests.
 # Rows: (trait, config key, tiny cap); set wherever the trait is, a class default included.
@@ -115,7 +118,7 @@ def _rescale_rope(params: dict[str, Any], rotary_dim: int) -> None:
         params["mrope_section"] = scaled
 
 
-def _shrink_text(node: dict[str, Any], features: Features) -> int:
+def _shrink_text(node: dict[str, Any], features: Features, resolved: Mapping[str, Any]) -> int:
     heads, kv = _heads(features)
     hidden = _hidden(features, heads)
     att = features.attention
@@ -142,17 +145,26 @@ def _shrink_text(node: dict[str, Any], features: Features) -> int:
             node["qk_head_dim"] = sum(parts)  # what save_pretrained writes of the sum its config class computes
     if att.window is not None and att.window > 0:
         _set(node, "sliding_window", TINY_WINDOW)
+    for key in TINY_LENGTHS:  # a class default included (Maverick's file leaves floor_scale to its class)
+        value = node.get(key, resolved.get(key))
+        if isinstance(value, int) and not isinstance(value, bool) and value > TINY_WINDOW:
+            node[key] = TINY_WINDOW
     num_layers = 2
     if att.layer_types:
+        real_types = node.get("layer_types") or resolved.get("layer_types")
         node["layer_types"] = list(att.layer_types) + [att.layer_types[-1]] * max(0, 2 - len(att.layer_types))
         num_layers = len(node["layer_types"])
+        if isinstance(real_types, list):
+            _keep_layers(node, resolved, [real_types.index(t) for t in node["layer_types"]], len(real_types))
     if isinstance(node.get("max_window_layers"), int):
         node["max_window_layers"] = min(node["max_window_layers"], num_layers // 2 or 1)
     if features.moe is not None:
         num_layers = max(num_layers, _shrink_moe(node, features))
-        for key in ("layer_types", "mlp_layer_types"):  # one entry per layer, the first uses kept in order
+        for key in ("layer_types", "mlp_layer_types", *PER_LAYER):  # one entry per layer, first uses kept in order
             if isinstance(node.get(key), list):
                 node[key] = (node[key] * num_layers)[:num_layers]
+        if isinstance(node.get("moe_layers"), list):  # the MoE layers' indices, among those kept
+            node["moe_layers"] = [i for i in node["moe_layers"] if isinstance(i, int) and i < num_layers]
     _set(node, "num_layers", num_layers)
     traits = {t.key for t in features.traits}
     for trait, key, cap in TINY_SOFTCAPS:
@@ -166,6 +178,19 @@ def _shrink_text(node: dict[str, Any], features: Features) -> int:
         partial = features.rope.partial_rotary_factor
         _rescale_rope(rope, int(TINY_HEAD_DIM * partial))
     return hidden
+
+
+# Per-layer lists beside ``layer_types`` that transformers reads by layer index (Llama 4's RoPE switch per layer).
+PER_LAYER = ("no_rope_layers",)
+
+
+def _keep_layers(node: dict[str, Any], resolved: Mapping[str, Any], indices: list[int], real_layers: int) -> None:
+    """The per-layer lists at the real layers the tiny config keeps (one of each layer type, first uses), a list the
+    config class derives (from Llama 4's ``no_rope_layer_interval``) written out."""
+    for key in PER_LAYER:
+        values = node.get(key, resolved.get(key))
+        if isinstance(values, list) and len(values) == real_layers:
+            node[key] = [values[i] for i in indices]
 
 
 def _shrink_moe(node: dict[str, Any], features: Features) -> int:
@@ -263,15 +288,23 @@ def _shrink_tiles(tiny: dict[str, Any], image_size: Any) -> None:
     tiny["image_grid_pinpoints"] = [[v // tile * image_size for v in pair] for pair in grid]
 
 
-def tiny_config(raw: Mapping[str, Any], features: Features, *, text_key: str, vision_key: str | None) -> dict[str, Any]:
-    """The tiny config as a JSON-able dict in the same layout as ``raw``."""
+def tiny_config(
+    raw: Mapping[str, Any],
+    features: Features,
+    *,
+    text_key: str,
+    vision_key: str | None,
+    resolved: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The tiny config as a JSON-able dict in the same layout as ``raw``; ``resolved``: the text config with its
+    class's defaults, where per-layer lists the class derives are read."""
     tiny = copy.deepcopy(dict(raw))
     for key in DROP_KEYS:
         tiny.pop(key, None)
     text = tiny if not text_key else tiny.setdefault(text_key, {})
     for key in DROP_KEYS:
         text.pop(key, None)
-    hidden = _shrink_text(text, features)
+    hidden = _shrink_text(text, features, resolved or {})
     mapping: dict[int, int] = {}
     _remap_token_ids(text, TINY_VOCAB, mapping)
     if text is not tiny:
