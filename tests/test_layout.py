@@ -518,14 +518,47 @@ def test_a_layer_norm_behind_an_rms_epsilon_is_measured_and_reused():
 
 
 @pytest.mark.parametrize(
-    ("name", "needle"),
+    ("model_type", "needle"),
     [
-        ("meta-llama__Llama-4-Maverick-17B-128E-Instruct.json", "holds no multimodal model"),
+        # BLIP's text decoder is a BERT model beside its vision model: no text model the kinds build.
+        ("blip", "the reference holds no multimodal model (vision tower, projector, text) as 'model'"),
+        ("llava_onevision", "images tiled at several resolutions (vision_aspect_ratio)"),
     ],
 )
-def test_what_the_vlm_template_cannot_reproduce_is_a_gap(spec, name, needle):
-    gaps = spec(name, "vlm")["layout"]["gaps"]
+def test_what_the_vlm_template_cannot_reproduce_is_a_gap(model_type, needle):
+    gaps = build_spec(zoo_config(model_type)).layout.gaps
     assert any(needle in g for g in gaps), gaps
+
+
+def test_llama4_holds_its_parts_at_the_top_level():
+    """Llama 4's reference has no inner multimodal model: its vision model, projector and a causal LM (text model and
+    head) are the top-level class's. The generated model holds them as NeMo's VLMs do, takes over its image methods
+    but not its forward (which ends in the head), projects the tower's output itself as that forward does, keeps the
+    tower's complex RoPE table through casts, and maps the text model from ``language_model.model.*``."""
+    lay = build_spec(load_config("meta-llama__Llama-4-Maverick-17B-128E-Instruct.json")).layout
+    vision = lay.vision
+    assert lay.gaps == () and lay.experts and lay.routed_input_scaled
+    assert vision.headless and not vision.projects_features and vision.complex_buffers
+    assert vision.methods == ("get_image_features", "get_placeholder_mask")
+    assert [p.attribute for p in vision.parts] == ["vision_model", "multi_modal_projector"]
+    assert dict(vision.checkpoint_prefixes) == {
+        "model.language_model.": "language_model.model.",
+        "model.vision_model.": "vision_model.",
+        "model.multi_modal_projector.": "multi_modal_projector.",
+        "lm_head.": "language_model.lm_head.",
+    }
+    assert vision.image_tokens == "int((vision.image_size // vision.patch_size * vision.pixel_shuffle_ratio) ** 2)"
+    assert vision.settings == () and vision.aliases == (("vision_tower", "vision_model"),)
+    rows = {r.nemo: r.sources for r in lay.tensors}
+    assert rows["model.language_model.layers.{layer}.mlp.gate.weight"] == (
+        "language_model.model.layers.{layer}.feed_forward.router.weight",
+    )
+    assert rows["lm_head.weight"] == ("language_model.lm_head.weight",)
+    assert rows["model.multi_modal_projector.linear_1.weight"] == ("multi_modal_projector.linear_1.weight",)
+    # The reference's own module paths, which the tests hook.
+    assert lay.router == "language_model.model.layers.{layer}.feed_forward.router"
+    compared = {c.label: c.reference for c in lay.compared_modules}
+    assert compared["attention"] == "language_model.model.layers.{layer}.self_attn"
 
 
 def test_any_resolution_tiles_and_the_learned_newline_are_laid_out(spec):

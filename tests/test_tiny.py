@@ -163,6 +163,9 @@ def test_llama4_per_layer_lists_follow_the_kept_layers():
     assert list(text["layer_types"]) == ["chunked_attention", "full_attention"]
     assert list(text["no_rope_layers"]) == [1, 0]
     assert text["attention_chunk_size"] == 4 and text["floor_scale"] == 4
+    # The tower's MLP after its pixel shuffle takes the shuffled patches: hidden / ratio**2 wide.
+    vision = spec.tiny_config["vision_config"]
+    assert vision["intermediate_size"] == vision["hidden_size"] * 4 and vision["pixel_shuffle_ratio"] == 0.5
     zoo = build_spec(zoo_config("llama4_text"))
     assert list(zoo.tiny_config["no_rope_layers"]) == [1, 0] and list(zoo.tiny_config["moe_layers"]) == [0, 1]
     assert zoo.tiny_config["num_hidden_layers"] == 2

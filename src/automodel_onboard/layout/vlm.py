@@ -71,6 +71,9 @@ FIXED_IMAGE_TOKENS = ("mm_tokens_per_image",)
 # A projector that merges k x k neighbouring patches into one token, by the multimodal config's field (Mistral 3's
 # patch merger, Cohere 2 Vision's pixel shuffle; Qwen2-VL's merge is the vision config's, in its "patches" layout).
 PATCH_MERGES = ("spatial_merge_size", "downsample_factor")
+# A vision tower that shuffles its patches into fewer tokens by a ratio of each side, by the vision config's field
+# (Llama 4's pixel shuffle, 0.5: a quarter of the patches).
+PATCH_RATIOS = ("pixel_shuffle_ratio",)
 # How the family's merge of image features into the text is checked against the prompt's image tokens: its own
 # placeholder mask raises on a mismatch (LLaVA's, Qwen2-VL's); an Idefics-style ``inputs_merger`` scatters without
 # checking, so the generated model wraps it with the check.
@@ -160,6 +163,9 @@ class VisionLayout:
     pipeline: bool = False  # pipeline stages verified: the forward is stage-aware and takes NeMo's staged images
     grid_input: str | None = None  # the family's per-image input among the image inputs (GRID_INPUTS)
     deepstack: bool = False  # the text model adds intermediate vision features to its first layers' outputs
+    headless: bool = False  # the reference's top-level class holds the parts: the generated forward joins them
+    projects_features: bool = True  # get_image_features applies the projector (else the generated forward does)
+    complex_buffers: bool = False  # the parts hold complex tables, kept as they are through dtype casts
 
 
 @dataclass(frozen=True)
@@ -275,7 +281,7 @@ def _supported(spec: ArchSpec, code: Any) -> tuple[tuple[str, tuple[str, ...]], 
     return tuple(found)
 
 
-def _image_tokens(layout: str, spec: ArchSpec) -> str:
+def _image_tokens(layout: str, spec: ArchSpec, vision_fields: set[str]) -> str:
     fixed = next((f for f in FIXED_IMAGE_TOKENS if f in dense.reference_fields(spec)), None)
     if fixed is not None:
         return f"config.{fixed}"
@@ -283,6 +289,9 @@ def _image_tokens(layout: str, spec: ArchSpec) -> str:
     merge = next((f for f in PATCH_MERGES if f in dense.reference_fields(spec)), None)
     if merge is not None and layout in ("sized", "square"):
         tokens = f"(vision.image_size // vision.patch_size // config.{merge}) ** 2"
+    ratio = next((f for f in PATCH_RATIOS if f in vision_fields), None)
+    if ratio is not None and layout == "square":
+        tokens = f"int((vision.image_size // vision.patch_size * vision.{ratio}) ** 2)"
     class_token = any(t.name.endswith("class_embedding") for t in spec.inventory.tensors)
     if class_token and "vision_feature_select_strategy" in dense.reference_fields(spec) and layout != "tiled":
         # A CLIP-style tower's class token is among the features unless the strategy drops it ("default"); tiled
@@ -377,7 +386,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         pixel_layout=pixel_layout,
         layer_sets=tuple((part, count) for part, count in code.part_layers if count is not None),
         channels="vision." + next((c for c in CHANNELS if c in _vision_fields(code)), "num_channels"),
-        image_tokens=_image_tokens(pixel_layout, spec),
+        image_tokens=_image_tokens(pixel_layout, spec, _vision_fields(code)),
         token_types=token_types,
         fills_token_types=fills_token_types,
         supported=_supported(spec, code),
@@ -391,6 +400,9 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         pipeline=pipeline,
         grid_input=next((name for name in GRID_INPUTS if name in code.image_inputs), None),
         deepstack=deepstack,
+        headless=code.headless,
+        projects_features=code.projects_features,
+        complex_buffers=code.complex_buffers,
         family_initialised=family_initialised,
         parameter_inits=_parameter_inits(spec, code, family_initialised),
         initialiser=code.family_initialiser,
@@ -398,8 +410,14 @@ def build(spec: ArchSpec) -> VlmLayout | None:
     classes = dataclasses.replace(
         fields["classes"], model=f"{spec.class_prefix}TextModel", multimodal=f"{spec.class_prefix}Model"
     )
+    # The reference's own module paths: a headless reference's text model is its causal LM's ``model``.
+    theirs = (
+        (f"{code.text_attribute}.model.", f"{code.text_attribute}.lm_head.")
+        if code.headless
+        else (in_model, "lm_head.")
+    )
     compared = tuple(
-        ComparedModule(c.label, _moved(c.path, in_model, "lm_head."), _moved(c.reference, in_model, "lm_head."))
+        ComparedModule(c.label, _moved(c.path, in_model, "lm_head."), _moved(c.reference, *theirs))
         for c in fields["compared_modules"]
     )
     # The parts' classes, transformers' multimodal model (its methods), the model's config; plain modules here.
@@ -453,7 +471,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         gaps=tuple(gaps),
         nemo_native=True,
         experts=isinstance(text, moe.MoeLayout),
-        router=_moved(text.router, in_model, "lm_head.") if isinstance(text, moe.MoeLayout) else "",
+        router=_moved(text.router, *theirs) if isinstance(text, moe.MoeLayout) else "",
         embedding=f"{in_model}embed_tokens.weight",
         text_config="config.text_config",
         # Expert parallelism is NeMo's MoE layer's, and the generated suite runs it.

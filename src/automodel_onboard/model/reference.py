@@ -90,6 +90,13 @@ class MultimodalCode:
     # A part that is a model of the family itself (Idefics2's vision transformer): its ``_init_weights`` is the
     # family's, which also knows the other parts' own tensors (a resampler's latents).
     family_initialiser: str | None = None
+    # The parts are the top-level class's own, its text part a causal LM with the head (Llama 4's): its forward, which
+    # returns logits, cannot be taken over; the generated model joins images and text as it does.
+    headless: bool = False
+    # get_image_features applies the projector (False: the forward does, on its output, as Llama 4's).
+    projects_features: bool = True
+    # The parts hold complex tables (Llama 4's vision RoPE, ``freqs_ci``), which a cast to a real dtype would ruin.
+    complex_buffers: bool = False
 
 
 @dataclass(frozen=True)
@@ -375,6 +382,17 @@ def _probe(model: Any, config: Any, checkpoint_names: tuple[str, ...]) -> Probes
 
 
 TEXT_ATTRIBUTES = ("language_model", "text_model")
+# A headless reference's methods about its head, decoder and generation, which the generated model does not take over.
+HEAD_METHODS = frozenset(
+    {
+        "forward",
+        "get_output_embeddings",
+        "set_output_embeddings",
+        "get_decoder",
+        "set_decoder",
+        "prepare_inputs_for_generation",
+    }
+)
 # Config fields that count a part's layers (a vision tower's, a resampler's).
 LAYER_COUNTS = ("num_hidden_layers", "depth", "num_layers", "resampler_depth")
 # The names transformers gives a part's list of layers (other module lists, such as Qwen3-VL's per-layer feature
@@ -403,16 +421,31 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
 
     import torch
 
-    inner = getattr(model, "model", None)
+    inner, root = getattr(model, "model", None), "model."
     children = dict(inner.named_children()) if inner is not None else {}
     text = next((a for a in TEXT_ATTRIBUTES if a in children), None)
-    if text is None:
-        return None
+    headless = False
+    if text is None:  # Llama 4: the top-level class holds the parts, its text part a causal LM with the head
+        children = dict(model.named_children())
+        text = next(
+            (a for a in TEXT_ATTRIBUTES if isinstance(getattr(children.get(a), "model", None), torch.nn.Module)), None
+        )
+        if text is None:
+            return None
+        inner, root, headless = model, "", True
     cls = type(inner)
-    methods = tuple(k for k, v in vars(cls).items() if inspect.isfunction(v) and not k.startswith("_"))
+    methods = tuple(
+        k
+        for k, v in vars(cls).items()
+        if inspect.isfunction(v) and not k.startswith("_") and not (headless and k in HEAD_METHODS)
+    )
     base = set(vars(children[text]))  # what every transformers model holds; the rest is this class's own state
     settings = _config_settings(cls)
     own_state = {k: v for k, v in vars(inner).items() if k not in base and not k.startswith("_")}
+    if headless:  # the top-level class's own attributes serve its head too: those the methods taken over read
+        used = "".join(_source(vars(cls)[k]) for k in methods)
+        settings = tuple((k, v) for k, v in settings if f"self.{k}" in used)
+        own_state = {k: v for k, v in own_state.items() if f"self.{k}" in used}
     state = tuple(k for k, v in own_state.items() if v is None and k not in dict(settings))
     plain = (bool, int, float, str)
     unsettled = tuple(k for k, v in own_state.items() if isinstance(v, plain) and k not in dict(settings))
@@ -466,17 +499,22 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
     initialiser = next((a for a, m in children.items() if a != text and not generic and isinstance(m, family)), None)
     part_layers = tuple((a, layer_count(m)) for a, m in children.items() if a != text and layer_lists(m))
     inputs = tuple((a, tuple(inspect.signature(m.forward).parameters)) for a, m in children.items() if a != text)
-    text_inputs = tuple(inspect.signature(children[text].forward).parameters)
+    text_model = children[text].model if headless else children[text]
+    text_inputs = tuple(inspect.signature(text_model.forward).parameters)
     image_inputs: tuple[str, ...] = ()
     if "get_image_features" in vars(cls):
         parameters = list(inspect.signature(vars(cls)["get_image_features"]).parameters.values())[2:]
         image_inputs = tuple(p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD)
     prefixes = []
-    for group in [f"model.{a}." for a in children] + [f"model.{n}" for n, _ in own]:
+    # (the generated model's prefix, the reference's): the same but for a headless reference's text model, which is
+    # its causal LM's ``model``.
+    groups = [(f"model.{a}.", f"{root}{a}." + ("model." if headless and a == text else "")) for a in children]
+    groups += [(f"model.{n}", f"{root}{n}") for n, _ in own]
+    for ours, group in groups:
         name = next((n for n in model.state_dict() if n.startswith(group)), None)
         pair = _prefix_pair(name, checkpoint_names) if name is not None else None
         if pair is not None and group.startswith(pair[0]):
-            prefixes.append((group, pair[1] + group[len(pair[0]) :]))
+            prefixes.append((ours, pair[1] + group[len(pair[0]) :]))
     head = [n for n in checkpoint_names if n == "lm_head.weight" or n.endswith(".lm_head.weight")]
     lm_head = getattr(model, "lm_head", None)
     if not head and lm_head is not None:
@@ -498,8 +536,13 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
         if not isinstance(module, covered) and not hasattr(module, "reset_parameters")
         for p, _ in module.named_parameters(recurse=False)
     )
+    image_source = _source(vars(cls).get("get_image_features"))
+    projected = headless and any(a in image_source for a in children if a != text and a != parts[0][0])
     return MultimodalCode(
         model=_class_ref(inner),
+        headless=headless,
+        projects_features=not headless or projected,
+        complex_buffers=any(b.is_complex() for a, part in children.items() if a != text for b in part.buffers()),
         bare_parameters=bare,
         text_attribute=text,
         text_config=_class_ref(config.get_text_config()),

@@ -253,6 +253,11 @@ def _shrink_vision(node: dict[str, Any], text_hidden: int, real_text_hidden: int
             node[key] = text_hidden
         elif isinstance(value, int) and not isinstance(value, bool) and value > 64 and VISION_WIDTH.search(key):
             node[key] = TINY_VISION["hidden_size"]
+    ratio = node.get("pixel_shuffle_ratio")
+    if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and 0 < ratio < 1:
+        # The shuffled patches are hidden / ratio**2 wide, which the tower's MLP after the shuffle takes as
+        # intermediate_size (Llama 4's).
+        node["intermediate_size"] = int(TINY_VISION["hidden_size"] / ratio**2)
     if "fullatt_block_indexes" in node:
         node["fullatt_block_indexes"] = [TINY_VISION["vision_layers"] - 1]
     deepstack = node.get("deepstack_visual_indexes")
