@@ -793,6 +793,15 @@ def test_olmo2_norms_after_the_blocks_and_float32_rope_tables():
     assert llama["layout"]["block_norms"] == "pre" and llama["layout"]["attention"]["float32_tables"] is False
 
 
+def test_float32_tables_are_measured_on_a_rope_per_layer_type():
+    """OLMo 3's RoPE takes the layer type and hands back float32 tables whatever the activations (measured with its
+    first layer type); the generated RoPE per layer type keeps them float32. Gemma 3's casts to the activations'."""
+    olmo3 = build_spec(zoo_config("olmo3")).layout.attention
+    assert olmo3.rope_per_layer_type and olmo3.float32_tables
+    gemma3 = build_spec(zoo_config("gemma3_text")).layout.attention
+    assert gemma3.rope_per_layer_type and not gemma3.float32_tables
+
+
 def test_cohere_layernorm_parallel_block_rope_pairs_and_logit_scale():
     """Cohere: its LayerNorm (no bias) measured and reused, attention and MLP side by side on one norm, RoPE over
     adjacent pairs (measured on its tables), logits times logit_scale (raised to 1/4 in the tiny config)."""

@@ -409,8 +409,8 @@ LLAMA4_TEXT_BASE: Mapping[str, Any] = {
     "rope_theta": 500000.0,
     "rope_scaling": {
         "rope_type": "llama3",
-        "factor": 16.0,
-        "high_freq_factor": 1.0,
+        "factor": 8.0,
+        "high_freq_factor": 4.0,
         "low_freq_factor": 1.0,
         "original_max_position_embeddings": 8192,
     },

@@ -216,7 +216,12 @@ def _norm(text: Any) -> NormCode | None:
 def _tables(rotary: Any, x: Any, positions: Any) -> tuple[Any, Any]:
     """The rotary module's (cos, sin) tables; complex ones (Llama 4's ``freqs_cis``, one angle per adjacent pair of
     dims) as the pair-laid cosines and sines they rotate by."""
-    out = rotary(x, positions)
+    import inspect
+
+    kwargs = {}
+    if "layer_type" in inspect.signature(rotary.forward).parameters:  # one RoPE per layer type (OLMo 3's): the first
+        kwargs["layer_type"] = rotary.config.layer_types[0]
+    out = rotary(x, positions, **kwargs)
     if getattr(out, "is_complex", lambda: False)():
         return out.real.repeat_interleave(2, dim=-1), out.imag.repeat_interleave(2, dim=-1)
     cos, sin = out
