@@ -74,9 +74,9 @@ def _experts(prefix: str, gate: str, up: str, down: str) -> tuple[CheckpointTens
     )
 
 
-def _shared(prefix: str, model: str = "mlp.shared_experts") -> tuple[CheckpointTensor, ...]:
+def _shared(prefix: str) -> tuple[CheckpointTensor, ...]:
     return tuple(
-        CheckpointTensor(f"{model}.{p}.weight", shape, hf=(f"{prefix}.{p}.weight",))
+        CheckpointTensor(f"mlp.shared_experts.{p}.weight", shape, hf=(f"{prefix}.{p}.weight",))
         for p, shape in (
             ("gate_proj", ("shared", "hidden")),
             ("up_proj", ("shared", "hidden")),
@@ -122,7 +122,7 @@ MOE_ROWS: tuple[CheckpointTensor, ...] = (
         "mlp.experts.gate_and_up_projs", ("experts", "hidden", "moe2"), hf=("feed_forward.experts.gate_up_proj",)
     ),
     CheckpointTensor("mlp.experts.down_projs", ("experts", "moe", "hidden"), hf=("feed_forward.experts.down_proj",)),
-    *_shared("feed_forward.shared_expert", "mlp.shared_experts"),
+    *_shared("feed_forward.shared_expert"),
     *_shared("mlp.shared_expert"),  # Qwen2-MoE names its one shared expert in the singular
     *_shared("mlp.shared_experts"),
     CheckpointTensor("mlp.shared_expert_gate.weight", ("one", "hidden")),
