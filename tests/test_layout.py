@@ -708,6 +708,16 @@ def test_vlm_pipeline_stages_only_where_nemo_can_stage_the_images(spec, name, pi
     )
 
 
+def test_a_part_named_otherwise_rules_out_nemo_pipeline_stages():
+    """LightOn OCR's projector is its ``vision_projection`` (NeMo's ``multi_modal_projector`` is an alias of it), which
+    NeMo's pipeline splitter would drop from the first stage: no pipeline stages; Mistral 3's NeMo-named parts stage."""
+    lighton = build_spec(zoo_config("lighton_ocr")).layout
+    assert ("multi_modal_projector", "vision_projection") in lighton.vision.aliases
+    assert not lighton.vision.pipeline and not lighton.stage_aware
+    mistral3 = build_spec(zoo_config("mistral3")).layout
+    assert mistral3.vision.aliases == () and mistral3.vision.pipeline
+
+
 def test_a_window_on_every_layer_rules_out_nemo_pipeline_stages(spec):
     """NeMo's stage forward picks each layer's mask by its attention_type; Mistral's one window has none."""
     windowed = spec("mistralai__Mistral-Nemo-Base-2407.json", sliding_window=64)["layout"]

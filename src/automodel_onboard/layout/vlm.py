@@ -368,6 +368,9 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         dict(fields["capabilities"]).get("supports_pp", False)
         and pixel_layout in PIPELINE_LAYOUTS
         and code.text_attribute == "language_model"
+        # NeMo's splitter keeps the first stage's parts by its own names: a part the family names otherwise (LightOn
+        # OCR's vision_projection) would be dropped there.
+        and not aliases
         and not fields["attention"].mrope
         and not isinstance(text, moe.MoeLayout)
         and not deepstack  # the intermediate vision features are not staged
