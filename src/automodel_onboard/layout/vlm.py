@@ -413,12 +413,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
     classes = dataclasses.replace(
         fields["classes"], model=f"{spec.class_prefix}TextModel", multimodal=f"{spec.class_prefix}Model"
     )
-    # The reference's own module paths: a headless reference's text model is its causal LM's ``model``.
-    theirs = (
-        (f"{code.text_attribute}.model.", f"{code.text_attribute}.lm_head.")
-        if code.headless
-        else (in_model, "lm_head.")
-    )
+    theirs = code.reference_text
     compared = tuple(
         ComparedModule(c.label, _moved(c.path, in_model, "lm_head."), _moved(c.reference, *theirs))
         for c in fields["compared_modules"]

@@ -93,6 +93,8 @@ class MultimodalCode:
     # The parts are the top-level class's own, its text part a causal LM with the head (Llama 4's): its forward, which
     # returns logits, cannot be taken over; the generated model joins images and text as it does.
     headless: bool = False
+    # Where the reference holds its text model and head, in its own module paths (its modules the tests hook).
+    reference_text: tuple[str, str] = ("model.language_model.", "lm_head.")
     # get_image_features applies the projector (False: the forward does, on its output, as Llama 4's).
     projects_features: bool = True
     # The parts hold complex tables (Llama 4's vision RoPE, ``freqs_ci``), which a cast to a real dtype would ruin.
@@ -541,6 +543,7 @@ def _multimodal(model: Any, checkpoint_names: tuple[str, ...]) -> MultimodalCode
     return MultimodalCode(
         model=_class_ref(inner),
         headless=headless,
+        reference_text=(f"{text}.model.", f"{text}.lm_head.") if headless else (f"model.{text}.", "lm_head."),
         projects_features=not headless or projected,
         complex_buffers=any(b.is_complex() for a, part in children.items() if a != text for b in part.buffers()),
         bare_parameters=bare,
