@@ -69,10 +69,11 @@ CHECKOUTS: dict[str, tuple[tuple[str, dict], ...]] = {
 }
 
 
-# The models whose real run of NeMo's recipe the template tests keep: one real family per kind that runs it. The
-# others' are deselected here to keep CI's time: the synthetic variants vary the layout the model suites compare, and
-# every real family's run is in render-all over the fixtures, which CI runs too (a failed run fails its row there).
-RECIPE_RUNS = frozenset({"qwen3_gen", "qwen3_moe_gen"})
+# The models whose real run of NeMo's recipe the template tests keep: one real dense family, and GPT-OSS's shape
+# (sink logits, clamped GLU experts), which no fixture has. The others' are deselected here to keep CI's time: the
+# other synthetic variants vary the layout the model suites compare, and every real family's run is in render-all
+# over the fixtures, which CI runs too (a failed run fails its row there).
+RECIPE_RUNS = frozenset({"qwen3_gen", "gpt_oss_base_gen"})
 
 
 RECIPE_RUN_TESTS = (
