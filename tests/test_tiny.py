@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from conftest import LABELS, load_config, zoo_config
@@ -103,6 +105,25 @@ def test_a_saved_sum_of_head_widths_follows_the_shrunken_widths():
     implementation reads: the tiny config keeps it the sum of its shrunken parts."""
     tiny = build_spec(zoo_config("deepseek_v3")).tiny_config
     assert tiny["qk_head_dim"] == tiny["qk_nope_head_dim"] + tiny["qk_rope_head_dim"] < 192
+
+
+def test_multimodal_rope_sections_the_config_leaves_to_the_code_are_measured_and_written_out():
+    """Qwen2-VL's config class names no ``mrope_section`` (its model's code defaults to [16, 24, 24] over 64
+    frequencies): the sections are measured on the full-size RoPE, scaled into the tiny config, where the default
+    would not fit the tiny head, and kept as the generated model's default."""
+    spec = build_spec(zoo_config("qwen2_vl"))
+    text = spec.tiny_config["text_config"]
+    assert "mrope_section" not in json.dumps(zoo_config("qwen2_vl"))
+    assert spec.features.rope.mrope_sections == (16, 24, 24)
+    sections = text["rope_parameters"]["mrope_section"]
+    assert sum(sections) == text["head_dim"] // 2 if "head_dim" in text else text["hidden_size"] // text[
+        "num_attention_heads"
+    ] // 2
+    assert sections[0] < sections[1] == sections[2]
+    assert spec.layout.attention.mrope and spec.layout.attention.mrope_default == (16, 24, 24)
+    assert spec.features.code.mrope_layout == "sections"  # measured on the tiny reference, which now runs
+    qwen3 = build_spec(load_config("Qwen__Qwen3-0.6B.json"))
+    assert qwen3.features.rope.mrope_sections is None and not qwen3.layout.attention.mrope_default
 
 
 def test_the_tiny_tower_is_deep_enough_for_the_feature_layers_taken():

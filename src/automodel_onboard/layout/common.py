@@ -118,6 +118,7 @@ class AttentionLayout:
     sinks: bool = False  # a learned sink logit per head joins each softmax (GPT-OSS)
     mrope: bool = False  # RoPE over (temporal, height, width) position grids, one section of the dims each
     mrope_interleaved: bool = False  # those sections interleaved dim by dim (Qwen3-VL's)
+    mrope_default: tuple[int, ...] = ()  # the sections where the config names none (the reference's, measured)
     half_tables: bool = False  # the RoPE tables hold one angle per rotated pair (dims i and i + D/2)
     softcap: bool = False  # scores pass through ``tanh(s / cap) * cap`` (config.attn_logit_softcapping) before the mask
     rope_per_layer_type: bool = False  # config.rope_parameters holds one RoPE per layer type (local and global)
@@ -247,6 +248,7 @@ def attention_layout(
         sinks="attention_sinks" in traits and "self_attn.sinks" in layer0,
         mrope="mrope" in traits,
         mrope_interleaved="mrope_interleaved" in traits,
+        mrope_default=(features.rope.mrope_sections or ()) if "mrope" in traits else (),
         half_tables=features.rope.half_tables,
         softcap="attention_softcapping" in traits and "attn_logit_softcapping" in fields,
         rope_per_layer_type="rope_per_layer_type" in traits and sliding == "per_layer",

@@ -481,7 +481,7 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         stage_aware=pipeline,
         parallel_probe=_moved(fields["parallel_probe"], in_model, "lm_head."),
         lora_targets=tuple(_moved(t, in_model, "lm_head.") for t in fields["lora_targets"]),
-        recipe_run=False,
+        recipe_run=spec.hf is not None,
         mask_mapping=fields["attention"].sliding == "per_layer",
         reference_class=spec.hf["model_class"],
         reference_alias=f"HF{spec.hf['model_class']}",

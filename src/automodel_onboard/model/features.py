@@ -59,6 +59,8 @@ class Rope:
     partial_rotary_factor: float
     parameters: Mapping[str, Any] = field(default_factory=dict)
     half_tables: bool = False  # the reference's cos/sin hold one angle per rotated pair, not one per dim
+    # Multimodal RoPE: rotary frequencies per (temporal, height, width) grid, the config's or the reference's default.
+    mrope_sections: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -330,9 +332,12 @@ def _qk_norm_from_params(layer0: Mapping[str, tuple[int, ...]], head_dim: int | 
     return "none"
 
 
-def rope_features(text: ConfigView, rotary_width: int | None = None, rotated: int | None = None) -> Rope:
+def rope_features(
+    text: ConfigView, rotary_width: int | None = None, rotated: int | None = None, probes: Any = None
+) -> Rope:
     """RoPE type and parameters; ``rotary_width`` (the reference's table width) against ``rotated`` (the dims it
-    rotates) says whether the reference keeps one angle per pair."""
+    rotates) says whether the reference keeps one angle per pair; the probes' multimodal sections where the config
+    names none."""
     params = text.get("rope_scaling")
     if params is not None and not isinstance(params, Mapping):
         raise OnboardError(
@@ -355,7 +360,17 @@ def rope_features(text: ConfigView, rotary_width: int | None = None, rotated: in
         partial = float(params["partial_rotary_factor"])
     extra = {k: v for k, v in params.items() if k not in ("rope_type", "type", "rope_theta", "partial_rotary_factor")}
     half = rotary_width is not None and rotated is not None and 2 * rotary_width == int(rotated * (partial or 1.0))
-    return Rope(type=rope_type, theta=theta, partial_rotary_factor=partial or 1.0, parameters=extra, half_tables=half)
+    sections = extra.get("mrope_section")
+    if not isinstance(sections, list):
+        sections = getattr(probes, "mrope_sections", None)
+    return Rope(
+        type=rope_type,
+        theta=theta,
+        partial_rotary_factor=partial or 1.0,
+        parameters=extra,
+        half_tables=half,
+        mrope_sections=tuple(sections) if sections else None,
+    )
 
 
 def mlp_features(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None) -> Mlp:
@@ -596,7 +611,9 @@ def vision_features(raw: Mapping[str, Any], vision_key: str, probes: Any = None)
     )
 
 
-def traits(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, norm: Norm) -> tuple[Trait, ...]:
+def traits(
+    text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, norm: Norm, rope: Rope
+) -> tuple[Trait, ...]:
     """What the config and the reference's parameters show beyond the plain pre-norm decoder, each once."""
     found: list[Trait] = []
     for key, field_name, test, description in TRAIT_FIELDS:
@@ -615,6 +632,8 @@ def traits(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, norm:
     ropes = [r for r in (text.get("rope_scaling"), text.raw("rope_parameters")) if isinstance(r, Mapping)]
     if any((r.get("rope_type") or r.get("type")) == "mrope" or "mrope_section" in r for r in ropes):
         found.append(Trait("mrope", "multimodal RoPE sections (mrope)"))
+    elif rope.mrope_sections:
+        found.append(Trait("mrope", f"multimodal RoPE sections {list(rope.mrope_sections)} (the reference's default)"))
     per_type = text.raw("rope_parameters")
     layer_types = text.get("layer_types")
     if isinstance(per_type, Mapping) and isinstance(layer_types, list) and set(layer_types) <= set(per_type):
@@ -669,13 +688,15 @@ def extract(
     is_moe = kind == "moe" or (kind == "vlm" and text.int_("num_experts", minimum=0) not in (None, 0, 1))
     for fact in ("vocab_size", "num_layers", "hidden_size"):
         text.int_(fact, minimum=1)
+    rope = rope_features(
+        text,
+        probes.rotary_width if probes is not None else None,
+        attention.latent.qk_rope_head_dim if attention.latent is not None else attention.head_dim,
+        probes,
+    )
     return Features(
         attention=attention,
-        rope=rope_features(
-            text,
-            probes.rotary_width if probes is not None else None,
-            attention.latent.qk_rope_head_dim if attention.latent is not None else attention.head_dim,
-        ),
+        rope=rope,
         mlp=mlp_features(text, layer0),
         norm=norm,
         tie_word_embeddings=tie,
@@ -684,7 +705,7 @@ def extract(
         vocab_size=text.int_("vocab_size", minimum=1),
         moe=moe_features(text, layer0, names, probes) if is_moe else None,
         vision=vision_features(raw, vision_key, probes) if kind == "vlm" and vision_key else None,
-        traits=traits(text, layer0, norm),
+        traits=traits(text, layer0, norm, rope),
     )
 
 

@@ -109,6 +109,9 @@ class Probes:
     rotary_width: int | None  # the last dim of its RoPE tables (half the rotated dims when it stores one per pair)
     experts: ExpertsCode | None = None
     multimodal: MultimodalCode | None = None
+    # Multimodal RoPE: how many rotary frequencies follow the temporal, height and width grids, measured on the
+    # full-size RoPE (a config class may leave them to its model's code: Qwen2-VL's default sections).
+    mrope_sections: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -380,7 +383,32 @@ def _probe(model: Any, config: Any, checkpoint_names: tuple[str, ...]) -> Probes
         rotary_width=width,
         experts=code,
         multimodal=_multimodal(model, checkpoint_names),
+        mrope_sections=_mrope_sections(rotary) if rotary is not None else None,
     )
+
+
+def _mrope_sections(rotary: Any) -> tuple[int, ...] | None:
+    """Per position grid, the rotary frequencies that move with it alone: its RoPE rebuilt on the CPU at full size
+    (only its inverse frequencies) and run on positions that move one grid at a time; None when it takes one grid."""
+    import torch
+
+    config = getattr(rotary, "config", None)
+    try:
+        with torch.device("cpu"):
+            cpu = type(rotary)(config)
+        moved = []
+        for axis in range(3):
+            positions = torch.zeros(3, 1, 1, dtype=torch.long)
+            positions[axis] = 1
+            _, sin = cpu(torch.zeros(1, 1, 8), positions)
+            if sin.shape[:2] != (1, 1):  # three rows of one grid each: not a multimodal RoPE
+                return None
+            moved.append(sin[0, 0, : sin.shape[-1] // 2] != 0)  # sines: the lowest frequencies' cosines round to 1
+    except Exception:  # a RoPE that takes no three grids, or cannot be rebuilt from its config alone
+        return None
+    if not all(sum(int(m[d]) for m in moved) == 1 for d in range(len(moved[0]))):
+        return None
+    return tuple(int(m.sum()) for m in moved)
 
 
 TEXT_ATTRIBUTES = ("language_model", "text_model")

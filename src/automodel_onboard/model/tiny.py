@@ -103,9 +103,12 @@ def _remap_id(value: int, vocab: int, mapping: dict[int, int]) -> int:
     return mapping[value]
 
 
-def _rescale_rope(params: dict[str, Any], rotary_dim: int) -> None:
-    """Per-frequency RoPE lists are sized by the head dim: resize them to the tiny one."""
+def _rescale_rope(params: dict[str, Any], rotary_dim: int, mrope_sections: tuple[int, ...] | None) -> None:
+    """Per-frequency RoPE lists are sized by the head dim: resize them to the tiny one (multimodal sections the
+    reference's code defaults to written out, since its default would not fit)."""
     half = rotary_dim // 2
+    if mrope_sections and "mrope_section" not in params:
+        params["mrope_section"] = list(mrope_sections)
     for key in ("long_factor", "short_factor"):
         if isinstance(params.get(key), list) and params[key]:
             values = params[key]
@@ -176,7 +179,7 @@ def _shrink_text(node: dict[str, Any], features: Features, resolved: Mapping[str
     rope = node.get("rope_scaling") or node.get("rope_parameters")
     if isinstance(rope, dict):
         partial = features.rope.partial_rotary_factor
-        _rescale_rope(rope, int(TINY_HEAD_DIM * partial))
+        _rescale_rope(rope, int(TINY_HEAD_DIM * partial), features.rope.mrope_sections)
     return hidden
 
 
