@@ -104,11 +104,11 @@ def pristine(tmp_path_factory):
 
 
 @pytest.fixture
-def without_recipe_runs(monkeypatch):
-    """Generated suites run in this test skip their runs of NeMo's recipe (full and PEFT, about half a suite's time):
-    the test is about something else, and tests/test_templates.py and render-all run them. pytest reads
-    PYTEST_ADDOPTS in the generated suite's own process."""
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-k 'not on_the_cpu'")
+def without_long_runs(monkeypatch):
+    """Generated suites run in this test skip their runs of NeMo's recipe (full and PEFT) and their steps on two
+    processes, most of a suite's time: the test is about something else, and tests/test_templates.py, render-all and
+    the coverage sample run them. pytest reads PYTEST_ADDOPTS in the generated suite's own process."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-k 'not on_the_cpu and not matches_one_process'")
 
 
 @pytest.fixture

@@ -160,7 +160,7 @@ def test_the_ci_sample_is_verified_in_the_expected_report():
     assert all(r.verdict == "passed" and r.max_logit_diff is not None for r in rows)
 
 
-@pytest.mark.usefixtures("without_recipe_runs")
+@pytest.mark.usefixtures("without_long_runs")
 def test_a_verified_run_onboards_the_type_into_a_scratch_checkout_and_runs_its_tests():
     report = coverage.coverage(["qwen2", "phi"], jobs=2)
     verdicts = {r.case_id: r.verdict for r in report.rows}

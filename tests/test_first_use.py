@@ -18,7 +18,7 @@ QWEN3 = ROOT / "examples" / "configs" / "Qwen3-0.6B.json"
 CLI = [sys.executable, "-m", "automodel_onboard.commands.cli"]
 
 
-@pytest.mark.usefixtures("without_recipe_runs")
+@pytest.mark.usefixtures("without_long_runs")
 def test_the_report_of_a_verified_onboarding(checkout, tmp_path):
     config = tmp_path / "toy.json"
     config.write_text(json.dumps({**json.loads(QWEN3.read_text()), "architectures": ["ToyForCausalLM"]}))
@@ -146,7 +146,7 @@ class QuirkForCausalLM(LlamaForCausalLM):
 """
 
 
-@pytest.mark.usefixtures("without_recipe_runs")
+@pytest.mark.usefixtures("without_long_runs")
 def test_failing_generated_tests_exit_1_and_name_the_divergence(checkout, tmp_path):
     """What running the reference does not measure is left to the parity tests: they fail, and `new` says where."""
     folder = tmp_path / "quirk"

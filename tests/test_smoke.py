@@ -218,7 +218,7 @@ def test_the_command_fails_on_a_regression_only(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("without_recipe_runs")
+@pytest.mark.usefixtures("without_long_runs")
 def test_render_all_onboards_and_tests_a_fixture_and_a_synthetic_case(tmp_path):
     cases = (
         smoke.Case("Qwen__Qwen3-0.6B", "fixture", CONFIGS / "Qwen__Qwen3-0.6B.json"),

@@ -102,7 +102,7 @@ def project(onboarded, template_repo, tmp_path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("without_recipe_runs")
+@pytest.mark.usefixtures("without_long_runs")
 def test_template_change_and_user_edit_both_survive(project):
     checkout, template = project
     model = checkout / MODEL_FILE

@@ -79,7 +79,7 @@ def test_the_wheel_ships_the_template(wheel):
     assert not any(n.startswith(("tests/", "templates/")) for n in names)
 
 
-@pytest.mark.usefixtures("without_recipe_runs")
+@pytest.mark.usefixtures("without_long_runs")
 def test_sandbox_and_new_run_from_the_installed_package(installed, tmp_path):
     where = subprocess.run(
         [str(installed), "-c", "import automodel_onboard, json; print(json.dumps(automodel_onboard.__file__))"],
