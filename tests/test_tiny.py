@@ -116,9 +116,8 @@ def test_multimodal_rope_sections_the_config_leaves_to_the_code_are_measured_and
     assert "mrope_section" not in json.dumps(zoo_config("qwen2_vl"))
     assert spec.features.rope.mrope_sections == (16, 24, 24)
     sections = text["rope_parameters"]["mrope_section"]
-    assert sum(sections) == text["head_dim"] // 2 if "head_dim" in text else text["hidden_size"] // text[
-        "num_attention_heads"
-    ] // 2
+    head_dim = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
+    assert sum(sections) == head_dim // 2
     assert sections[0] < sections[1] == sections[2]
     assert spec.layout.attention.mrope and spec.layout.attention.mrope_default == (16, 24, 24)
     assert spec.features.code.mrope_layout == "sections"  # measured on the tiny reference, which now runs

@@ -611,9 +611,7 @@ def vision_features(raw: Mapping[str, Any], vision_key: str, probes: Any = None)
     )
 
 
-def traits(
-    text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, norm: Norm, rope: Rope
-) -> tuple[Trait, ...]:
+def traits(text: ConfigView, layer0: Mapping[str, tuple[int, ...]] | None, norm: Norm, rope: Rope) -> tuple[Trait, ...]:
     """What the config and the reference's parameters show beyond the plain pre-norm decoder, each once."""
     found: list[Trait] = []
     for key, field_name, test, description in TRAIT_FIELDS:
