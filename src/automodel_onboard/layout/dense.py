@@ -51,6 +51,7 @@ TEXT_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel.components.checkpoint.checkpointing", "Checkpointer"),
     ("nemo_automodel.components.checkpoint.config", "CheckpointingConfig"),
     ("nemo_automodel._transformers.model_capabilities", "query_capabilities"),
+    ("nemo_automodel._transformers.capabilities", "validate_for_mesh"),
     ("nemo_automodel._transformers.registry", "ModelRegistry"),
     ("nemo_automodel.components.checkpoint.state_dict_adapter", "StateDictAdapter"),
     ("nemo_automodel.components.checkpoint.stateful_wrappers", "ModelState"),
@@ -79,10 +80,13 @@ TENSOR_PARALLEL_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel.components.distributed.parallel_styles", "ReplicatedWithGradAllReduce"),  # per-head q/k norms
 )
 # What the recipe-run test imports (the text kinds whose example recipe is run for real).
-RECIPE_RUN_SYMBOLS: tuple[tuple[str, str], ...] = (
+RECIPE_LOADER_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel.cli.utils", "resolve_recipe_name"),
     ("nemo_automodel.components.config._arg_parser", "parse_args_and_load_config"),
     ("nemo_automodel.components.launcher.interactive", "resolve_recipe_cls"),
+)
+RECIPE_RUN_SYMBOLS = (
+    *RECIPE_LOADER_SYMBOLS,
     ("nemo_automodel.recipes.llm.train_ft", "TrainFinetuneRecipeForNextTokenPrediction"),
 )
 # What the dense kind imports: the context-parallel test and the recipe-run test besides.

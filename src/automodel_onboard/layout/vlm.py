@@ -34,6 +34,10 @@ NEMO_VLM_SYMBOLS: tuple[tuple[str, str], ...] = (
     ("nemo_automodel.components.datasets.vlm.pp_media", "prepare_vlm_media_for_pp"),
     ("nemo_automodel.components.datasets.vlm.pp_media", "stage_vlm_media_for_pp"),
     *moe.EXPERT_SYMBOLS,  # a MoE text model's
+    *dense.RECIPE_LOADER_SYMBOLS,
+    ("nemo_automodel.recipes.vlm.finetune", "FinetuneRecipeForVLM"),
+    # The recipe test checks the example's freeze settings with NeMo's own parser.
+    ("nemo_automodel.components.utils.model_utils", "parse_freeze_config"),
 )
 # Traits the VLM kind builds beyond its text kind's, which the multimodal model completes: its position grids
 # (multimodal RoPE, Qwen2-VL's sections or Qwen3-VL's interleaved ones) and its masks (a prefix or an image attending
