@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from automodel_onboard.model.reference import EXPERT_COUNTS, TEXT_ATTRIBUTES, ClassRef
+from automodel_onboard.model.reference import EXPERT_COUNTS, TEXT_ATTRIBUTES, ClassRef, grid_axes
 
 
 @dataclass(frozen=True)
@@ -409,23 +409,12 @@ MROPE_LAYOUTS: dict[str, Any] = {
 
 def _mrope_layout(text: Any) -> str | None:
     """Which grid each rotary frequency follows, measured by moving one grid's position at a time."""
-    import torch
-
     rotary = getattr(text, "rotary_emb", None)
     rope = getattr(getattr(text, "config", None), "rope_parameters", None) or {}
     sections = rope.get("mrope_section") if isinstance(rope, Mapping) else None
     if rotary is None or not isinstance(sections, (list, tuple)):
         return None
-    moved = []
-    for axis in range(3):
-        positions = torch.zeros(3, 1, 1, dtype=torch.long)
-        positions[axis] = 1
-        try:
-            _, sin = rotary(torch.zeros(1, 1, 8), positions)
-        except Exception:  # not a RoPE over three grids
-            return None
-        moved.append(sin[0, 0, : sum(sections)] != 0)  # sines: the lowest frequencies' cosines round to 1
-    if not all(sum(int(m[d]) for m in moved) == 1 for d in range(sum(sections))):
+    axes = grid_axes(rotary, sum(sections))
+    if axes is None:
         return None
-    axes = [next(a for a in range(3) if moved[a][d]) for d in range(sum(sections))]
     return next((name for name, layout in MROPE_LAYOUTS.items() if layout(list(sections)) == axes), None)

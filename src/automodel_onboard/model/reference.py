@@ -388,27 +388,39 @@ def _probe(model: Any, config: Any, checkpoint_names: tuple[str, ...]) -> Probes
 
 
 def _mrope_sections(rotary: Any) -> tuple[int, ...] | None:
-    """Per position grid, the rotary frequencies that move with it alone: its RoPE rebuilt on the CPU at full size
-    (only its inverse frequencies) and run on positions that move one grid at a time; None when it takes one grid."""
+    """Per position grid, the rotary frequencies that move with it alone, on the RoPE rebuilt on the CPU at full size
+    (only its inverse frequencies); None when it takes one grid."""
     import torch
 
-    config = getattr(rotary, "config", None)
     try:
         with torch.device("cpu"):
-            cpu = type(rotary)(config)
-        moved = []
-        for axis in range(3):
-            positions = torch.zeros(3, 1, 1, dtype=torch.long)
-            positions[axis] = 1
-            _, sin = cpu(torch.zeros(1, 1, 8), positions)
-            if sin.shape[:2] != (1, 1):  # three rows of one grid each: not a multimodal RoPE
-                return None
-            moved.append(sin[0, 0, : sin.shape[-1] // 2] != 0)  # sines: the lowest frequencies' cosines round to 1
-    except Exception:  # a RoPE that takes no three grids, or cannot be rebuilt from its config alone
+            axes = grid_axes(type(rotary)(getattr(rotary, "config", None)))
+    except Exception:  # a RoPE that cannot be rebuilt from its config alone
         return None
+    return tuple(axes.count(axis) for axis in range(3)) if axes is not None else None
+
+
+def grid_axes(rotary: Any, frequencies: int | None = None) -> list[int] | None:
+    """Which position grid (temporal, height, width) each of the first ``frequencies`` rotary frequencies follows,
+    measured by moving one grid's position at a time; None when the RoPE does not take three grids, or a frequency
+    follows none or several."""
+    import torch
+
+    moved = []
+    for axis in range(3):
+        positions = torch.zeros(3, 1, 1, dtype=torch.long)
+        positions[axis] = 1
+        try:
+            _, sin = rotary(torch.zeros(1, 1, 8), positions)
+        except Exception:  # not a RoPE over three grids
+            return None
+        if sin.shape[:2] != (1, 1):  # three rows of one grid each: not a multimodal RoPE
+            return None
+        # Sines: the lowest frequencies' cosines round to 1.
+        moved.append(sin[0, 0, : frequencies or sin.shape[-1] // 2] != 0)
     if not all(sum(int(m[d]) for m in moved) == 1 for d in range(len(moved[0]))):
         return None
-    return tuple(int(m.sum()) for m in moved)
+    return [next(a for a in range(3) if moved[a][d]) for d in range(len(moved[0]))]
 
 
 TEXT_ATTRIBUTES = ("language_model", "text_model")
