@@ -68,7 +68,7 @@ def test_a_config_class_whose_defaults_fail_is_an_unbuildable_row(tmp_path, monk
 
 
 def test_spec_only_verdicts_name_the_kind_and_each_missing_feature():
-    types = ["llama", "qwen3_moe", "phi", "mamba", "llava", "falcon", "fuyu"]
+    types = ["llama", "qwen3_moe", "gpt2", "mamba", "llava", "falcon", "fuyu"]
     report = coverage.coverage(types, verify=False, jobs=2)
     verdicts = {r.case_id: (r.kind, r.verdict) for r in report.rows}
     assert verdicts == {
@@ -79,11 +79,12 @@ def test_spec_only_verdicts_name_the_kind_and_each_missing_feature():
         "zoo/llama": ("dense", "renders"),
         "zoo/llava": ("vlm", "renders"),
         "zoo/mamba": ("unsupported", "refused: unsupported"),
-        "zoo/phi": ("dense", "refused: unsupported-features"),
+        "zoo/gpt2": ("dense", "refused: unsupported-features"),
         "zoo/qwen3_moe": ("moe", "renders"),
     }
-    (phi,) = [r for r in report.rows if r.case_id == "zoo/phi"]
-    assert "the dense template builds a gated MLP (gate_proj, up_proj, down_proj)" in phi.reasons
+    (gpt2,) = [r for r in report.rows if r.case_id == "zoo/gpt2"]
+    assert "dropout on the residual branches (resid_pdrop): resid_pdrop = ..." not in gpt2.reasons  # built
+    assert "fused q/k/v projection in the checkpoint: parameter ..." in gpt2.reasons
     assert all(r.max_logit_diff is None and r.test_seconds is None for r in report.rows)
     only_dense = coverage.coverage(["llama", "qwen3_moe"], kind="dense", verify=False, jobs=1)
     assert [r.case_id for r in only_dense.rows] == ["zoo/llama"]
@@ -114,7 +115,7 @@ def test_the_summary_counts_verdicts_per_kind_and_ranks_missing_features_by_type
 
 def test_a_type_that_rendered_and_is_refused_now_fails_the_comparison(tmp_path):
     expected = tmp_path / "expected.json"
-    base = runs.Report((row("llama", "renders"), row("phi", "renders")), 1.0, 1, {})
+    base = runs.Report((row("llama", "renders"), row("gpt2", "renders")), 1.0, 1, {})
     expected.write_text(json.dumps(runs.to_json(base)))
     parser = argparse.ArgumentParser()
     coverage.add_coverage_parser(parser.add_subparsers(dest="command"))
@@ -122,7 +123,7 @@ def test_a_type_that_rendered_and_is_refused_now_fails_the_comparison(tmp_path):
         [
             "coverage",
             "--types",
-            "llama,phi",
+            "llama,gpt2",
             "--no-verify",
             "--report",
             str(tmp_path / "r"),
@@ -132,11 +133,11 @@ def test_a_type_that_rendered_and_is_refused_now_fails_the_comparison(tmp_path):
     )
     out = io.StringIO()
     assert coverage.cmd_coverage(args, out, io.StringIO()) == runs.EXIT_REGRESSION
-    assert "zoo/phi [dense]: renders -> refused: unsupported-features" in out.getvalue()
+    assert "zoo/gpt2 [dense]: renders -> refused: unsupported-features" in out.getvalue()
     written = json.loads((tmp_path / "r.json").read_text())
     assert {r["case_id"]: r["verdict"] for r in written["rows"]} == {
         "zoo/llama": "renders",
-        "zoo/phi": "refused: unsupported-features",
+        "zoo/gpt2": "refused: unsupported-features",
     }
     assert (tmp_path / "r.md").read_text().startswith("| kind | types |")
 
@@ -162,8 +163,8 @@ def test_the_ci_sample_is_verified_in_the_expected_report():
 
 @pytest.mark.usefixtures("without_long_runs")
 def test_a_verified_run_onboards_the_type_into_a_scratch_checkout_and_runs_its_tests():
-    report = coverage.coverage(["qwen2", "phi"], jobs=2)
+    report = coverage.coverage(["qwen2", "gpt2"], jobs=2)
     verdicts = {r.case_id: r.verdict for r in report.rows}
-    assert verdicts == {"zoo/qwen2": "passed", "zoo/phi": "refused: unsupported-features"}
+    assert verdicts == {"zoo/qwen2": "passed", "zoo/gpt2": "refused: unsupported-features"}
     (qwen2,) = [r for r in report.rows if r.case_id == "zoo/qwen2"]
     assert qwen2.max_logit_diff is not None and 0.0 <= qwen2.max_logit_diff <= 1e-5 and qwen2.test_seconds > 0

@@ -105,6 +105,23 @@ def test_checkpoint_tables_abstract_layers_and_report_gaps():
     assert any("vision.x has no counterpart" in g for g in gaps)
 
 
+def test_tensors_stored_under_another_name_are_matched_as_the_models_and_renamed():
+    """A checkpoint name of the alias table is matched under the model's name and its row renames; where the model's
+    own name is stored too, the alias stays a tensor the template does not build."""
+    layer = ["mlp.fc1.weight", "mlp.down_proj.weight", "mlp.fc2.weight", "self_attn.dense.bias"]
+    names = [f"model.layers.{i}.{leaf}" for i in range(2) for leaf in layer] + ["model.final_layernorm.weight"]
+    rows, gaps = checkpoint.match(dense.TENSORS, names, 2)
+    assert {r.nemo: r.hf for r in rows} == {
+        "model.norm.weight": ("model.final_layernorm.weight",),
+        "lm_head.weight": (),
+        "model.layers.{layer}.mlp.up_proj.weight": ("model.layers.{layer}.mlp.fc1.weight",),
+        "model.layers.{layer}.mlp.down_proj.weight": (),
+        "model.layers.{layer}.self_attn.o_proj.bias": ("model.layers.{layer}.self_attn.dense.bias",),
+    }
+    assert gaps == ["checkpoint tensor model.layers.{layer}.mlp.fc2.weight has no counterpart in the dense template"]
+    assert all(r.operations == ("rename",) for r in rows if r.hf)
+
+
 def test_moe_experts_are_gaps_reported_once_per_kind(spec):
     gaps = spec("Qwen__Qwen3-235B-A22B.json", "dense")["layout"]["gaps"]
     experts = [g for g in gaps if ".experts." in g]
@@ -357,10 +374,23 @@ def test_what_nemo_moe_cannot_reproduce_is_a_gap(spec, name, changes, needle):
 
 def test_traits_a_kind_does_not_implement_are_its_gaps(spec):
     """Facts stay in the features; the dense layout turns the traits it does not build into gaps."""
-    phi = spec("microsoft__phi-2.json")
-    assert {t["key"] for t in phi["features"]["traits"]} >= {"partial_rotary", "layernorm", "mlp_layout"}
-    assert any(g.startswith("fused or non-gated MLP projection") for g in phi["layout"]["gaps"])
-    assert dense.IMPLEMENTED_TRAITS.isdisjoint({t["key"] for t in phi["features"]["traits"]})
+    alibi = spec("meta-llama__Llama-2-7b-hf.json", alibi=True)
+    assert "alibi" in {t["key"] for t in alibi["features"]["traits"]}
+    assert alibi["layout"]["gaps"] == ["ALiBi position bias: alibi = True"]
+
+
+def test_qkv_clipping_is_built_where_the_reference_clamps_before_any_norm(spec):
+    """OLMo's clip_qkv clamps each projection (the tiny config sets it low enough to bite); with q/k norms the clamp
+    would sit after them (OLMoE's), which the shared attention does not build."""
+    olmo = spec("allenai__OLMo-1B-hf.json", clip_qkv=8.0)
+    assert olmo["layout"]["gaps"] == [] and olmo["layout"]["attention"]["clip_qkv"] is True
+    assert olmo["tiny_config"]["clip_qkv"] == 0.5
+    olmoe = spec("allenai__OLMoE-1B-7B-0125.json", "dense", clip_qkv=8.0)["layout"]
+    assert olmoe["attention"]["clip_qkv"] is False
+    assert "q/k/v clipping (clip_qkv) with q/k norms, fused projections or latent attention" in olmoe["gaps"]
+    assert "clip_qkv" not in spec("allenai__OLMoE-1B-7B-0125.json", "moe")["tiny_config"] or (
+        spec("allenai__OLMoE-1B-7B-0125.json", "moe")["tiny_config"]["clip_qkv"] is None
+    )
 
 
 def test_vlm_layout_takes_the_familys_parts_and_image_code_around_the_text_kind(spec):
@@ -862,12 +892,57 @@ def test_phi3_fused_checkpoint_projections_stay_fused():
     assert lay["tensor_parallel"] == [] and "supports_tp" not in _declared(lay)
 
 
-def test_residual_dropout_is_a_gap(spec):
+def test_dropout_is_built_where_the_reference_applies_it():
+    """Phi-3 declares resid_pdrop and embd_pdrop and applies only the first (measured): the layout drops out the
+    residual branches alone, and the dropout test switches on every declared rate, attention's included."""
     from automodel_onboard.layout import matrix
 
-    config = {**matrix.PHI3_BASE, "resid_pdrop": 0.1}
-    gaps = build_spec(config, existing_models=frozenset()).layout.gaps
-    assert any("resid_pdrop" in g for g in gaps), gaps
+    spec = build_spec({**matrix.PHI3_BASE, "resid_pdrop": 0.1, "embd_pdrop": 0.1}, existing_models=frozenset())
+    code, lay = spec.features.code, spec.layout
+    assert (code.dropout_fields, code.dropouts) == (("resid_pdrop", "embd_pdrop"), ("resid_pdrop",))
+    assert lay.gaps == ()
+    assert (lay.residual_dropout, lay.embedding_dropout) == ("config.resid_pdrop", None)
+    assert lay.dropout_fields == ("resid_pdrop", "embd_pdrop", "attention_dropout")
+    assert {t.key for t in spec.features.traits} >= {"residual_dropout", "embedding_dropout"}
+    # Pipeline stages run their own forward around the layers, which would not drop out Phi-2's embeddings.
+    phi2 = build_spec(load_config("microsoft__phi-2.json"), existing_models=frozenset()).layout
+    assert phi2.embedding_dropout == "config.embd_pdrop" and dict(phi2.capabilities)["supports_pp"] is False
+
+
+def test_phi2_non_gated_mlp_and_its_own_names_are_read_under_the_decoders(spec):
+    """Phi-2: fc1/fc2, the attention's dense and final_layernorm are the checkpoint's names for a non-gated MLP's
+    up/down projections, the output projection and the final norm; the model keeps NeMo AutoModel's names and each
+    row renames, the head has a bias, and the plan shards no gate projection."""
+    lay = spec("microsoft__phi-2.json")["layout"]
+    assert lay["gaps"] == [] and lay["mlp"]["gated"] is False and lay["head_bias"] is True
+    renamed = {r["nemo"]: r["hf"] for r in lay["tensors"] if r["hf"]}
+    layer = "model.layers.{layer}."
+    assert renamed == {
+        **{layer + f"mlp.up_proj.{leaf}": [layer + f"mlp.fc1.{leaf}"] for leaf in ("weight", "bias")},
+        **{layer + f"mlp.down_proj.{leaf}": [layer + f"mlp.fc2.{leaf}"] for leaf in ("weight", "bias")},
+        **{layer + f"self_attn.o_proj.{leaf}": [layer + f"self_attn.dense.{leaf}"] for leaf in ("weight", "bias")},
+        **{f"model.norm.{leaf}": [f"model.final_layernorm.{leaf}"] for leaf in ("weight", "bias")},
+    }
+    assert "lm_head.bias" in {r["nemo"] for r in lay["tensors"]}
+    assert {path for path, _ in lay["tensor_parallel"]} >= {"model.layers.*.mlp.up_proj", "lm_head"}
+    assert not any("gate_proj" in path for path, _ in lay["tensor_parallel"])
+    compared = {c["label"]: c["reference"] for c in lay["compared_modules"]}
+    assert compared["final_norm"] == "model.final_layernorm" and compared["mlp"] == "model.layers.{layer}.mlp"
+    assert (lay["block_norms"], lay["norm_class"], lay["residual_dropout"]) == (
+        "parallel",
+        "nn.LayerNorm",
+        "config.resid_pdrop",
+    )
+
+
+def test_olmo_weightless_layernorm_is_its_own_class_built_without_an_epsilon(spec):
+    """OLMo's norms hold no parameters and no epsilon field: the reference's class, measured as a LayerNorm, built as
+    cls(dim) with the epsilon it keeps itself."""
+    lay = spec("allenai__OLMo-1B-hf.json")["layout"]
+    assert lay["gaps"] == []
+    assert (lay["norm_class"], lay["norm_weightless"], lay["norm_eps"]) == ("OlmoLayerNorm", True, None)
+    assert {"module": "transformers.models.olmo.modeling_olmo", "names": ["OlmoLayerNorm"]} in lay["model_imports"]
+    assert not any("norm" in r["nemo"] for r in lay["tensors"])
 
 
 def test_lora_targets_are_every_weight_matrix_of_the_text_layers(spec):
@@ -903,8 +978,8 @@ def test_the_docs_limitations_name_the_gaps_rendered_anyway_expert_adapters_and_
     assert spec("Qwen__Qwen3-0.6B.json")["layout"]["limitations"] == [dense.QLORA_LIMITATION]
     moe = spec("Qwen__Qwen3-235B-A22B.json", "moe")["layout"]["limitations"]
     assert moe == [dense.EXPERT_ADAPTERS_LIMITATION, dense.QLORA_LIMITATION]
-    refused = spec("microsoft__phi-2.json")["layout"]
-    assert refused["gaps"], "Phi-2 is refused for what the dense template does not build"
+    refused = spec("meta-llama__Llama-2-7b-hf.json", alibi=True)["layout"]
+    assert refused["gaps"], "ALiBi is refused: the dense template does not build it"
     rendered_anyway = [f"Rendered although the template does not implement it: {gap}." for gap in refused["gaps"]]
     assert refused["limitations"] == [*rendered_anyway, dense.QLORA_LIMITATION]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import subprocess
 from pathlib import Path
 
@@ -86,11 +87,15 @@ def test_the_dense_symbol_table_matches_the_installed_package():
     assert missing_symbols(site, kinds.get("dense").symbols) == []
 
 
-def test_unimplemented_features_are_refused_with_the_list(checkout):
+def test_unimplemented_features_are_refused_with_the_list(checkout, tmp_path):
+    alibi = tmp_path / "config.json"
+    alibi.write_text(
+        json.dumps({**json.loads((CONFIGS / "meta-llama__Llama-2-7b-hf.json").read_text()), "alibi": True})
+    )
     with pytest.raises(OnboardError) as info:
-        onboard.new(onboard.Request(model=str(CONFIGS / "microsoft__phi-2.json"), dest=checkout, verify=False))
+        onboard.new(onboard.Request(model=str(alibi), dest=checkout, verify=False))
     assert info.value.code == "unsupported-features"
-    assert "fused or non-gated MLP projection" in info.value.what
+    assert "ALiBi position bias: alibi = True" in info.value.what
     assert "--allow-unsupported" in info.value.fix
 
 

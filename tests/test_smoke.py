@@ -155,9 +155,13 @@ def test_synthetic_cases_write_their_configs_and_skip_kinds_without_a_template(t
 def test_refusals_are_rows(pristine, tmp_path):
     bart = smoke.run_case(smoke.Case("bart", "fixture", CONFIGS / "facebook__bart-large.json"), pristine, tmp_path)
     assert (bart.kind, bart.verdict, bart.max_logit_diff) == ("unsupported", "refused: unsupported", None)
-    phi = smoke.run_case(smoke.Case("phi", "fixture", CONFIGS / "microsoft__phi-2.json"), pristine, tmp_path)
-    assert (phi.kind, phi.verdict) == ("dense", "refused: unsupported-features")
-    assert "fused or non-gated MLP projection" in phi.notes
+    alibi = tmp_path / "alibi.json"
+    alibi.write_text(
+        json.dumps({**json.loads((CONFIGS / "meta-llama__Llama-2-7b-hf.json").read_text()), "alibi": True})
+    )
+    llama = smoke.run_case(smoke.Case("alibi", "fixture", alibi), pristine, tmp_path)
+    assert (llama.kind, llama.verdict) == ("dense", "refused: unsupported-features")
+    assert "ALiBi position bias" in llama.notes
 
 
 def test_synthetic_rows_left_out_of_the_run_are_not_compared(monkeypatch, tmp_path):

@@ -416,3 +416,11 @@ def test_measuring_the_reference_leaves_the_callers_random_state_alone():
     before = torch.get_rng_state()
     build_spec(load_config("google__gemma-7b.json"))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_norm_without_parameters_is_measured_as_what_it_computes():
+    """OLMo's LayerNorm has no weight, bias or epsilon field: run on the reference, it subtracts the mean (a
+    LayerNorm), and cls(dim) builds the same one."""
+    norm = build_spec(load_config("allenai__OLMo-1B-hf.json")).features.code.norm
+    assert (norm.cls.name, norm.centred, norm.weightless, norm.uniform) == ("OlmoLayerNorm", True, True, True)
+    assert (norm.offset, norm.identity, norm.bias) == (0.0, None, False)

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from automodel_onboard.model.features import tensor_aliases
+
 LAYER = "{layer}"  # placeholder for the decoder-layer index in name templates
 EXPERT = "{expert}"  # placeholder for the routed-expert index in checkpoint name templates
 LAYER_NAME = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
@@ -40,6 +42,10 @@ class CheckpointTensor:
     @property
     def sources(self) -> tuple[str, ...]:
         return self.hf or (self.nemo,)
+
+    @property
+    def renames_only(self) -> bool:
+        return len(self.sources) == 1 and EXPERT not in self.sources[0] and not self.transpose
 
     @property
     def operations(self) -> tuple[str, ...]:
@@ -109,9 +115,14 @@ def match(
             per_layer.setdefault(int(m.group(1)), set()).add(m.group(2))
         else:
             globals_.add(name)
+    # Tensors stored under another name (Phi's mlp.fc1) are matched under the model's and renamed by their rows.
+    read_as = tensor_aliases({*globals_, *(n for leaves in per_layer.values() for n in leaves)})
+    stored = {new: old for old, new in read_as.items()}
+    globals_ = {read_as.get(n, n) for n in globals_}
+    per_layer = {i: {read_as.get(n, n) for n in leaves} for i, leaves in per_layer.items()}
     layer_sets = [per_layer.get(i, set()) for i in range(num_layers)]
     common = set.intersection(*layer_sets) if layer_sets else set()
-    rows = list(table.rows(globals_, common))
+    rows = [_stored_as(row, stored, table.layer_prefix) for row in table.rows(globals_, common)]
     explained = {n for n, _ in table.layer_tensors}
     unknown_layer: set[str] = set()
     grouped: set[int] = set()
@@ -138,6 +149,14 @@ def match(
     for name in dict.fromkeys(NUMBERED.sub(".{n}.", n) for n in unknown):
         gaps.append(f"checkpoint tensor {name} has no counterpart in the {table.template} template")
     return tuple(rows), gaps
+
+
+def _stored_as(row: CheckpointTensor, stored: Mapping[str, str], prefix: str) -> CheckpointTensor:
+    """The row, renamed where its tensor is stored under an alias."""
+    own = row.nemo[len(prefix) :] if row.nemo.startswith(prefix) else row.nemo
+    if own not in stored:
+        return row
+    return dataclasses.replace(row, hf=(row.nemo[: len(row.nemo) - len(own)] + stored[own],))
 
 
 def check_shapes(

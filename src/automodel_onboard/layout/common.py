@@ -131,6 +131,7 @@ class AttentionLayout:
     pair_rotation: bool = False
     nope_types: tuple[str, ...] = ()  # layer types whose queries and keys are not rotated (measured)
     fused_qkv: bool = False  # one qkv_proj for q, k and v side by side, as the checkpoint stores it (Phi-3)
+    clip_qkv: bool = False  # q, k and v clamped to +-config.clip_qkv where it is set (OLMo's), before any norm
     chunked: bool = False  # chunked_attention layers attend within chunks of config.attention_chunk_size tokens
     unit_qk_types: tuple[str, ...] = ()  # layer types whose q and k are divided by their RMS, with no weight (measured)
     # Queries of the unrotated layers scaled up by position (config.attn_temperature_tuning, floor_scale, attn_scale).
@@ -143,6 +144,7 @@ class MlpLayout:
     bias: str  # expression
     activation: str  # config attribute holding the activation name
     fused_gate_up: bool = False  # one gate_up_proj, gate half first, as the checkpoint stores it (Phi-3)
+    gated: bool = True  # False: ``down_proj(act(up_proj(x)))`` (Phi-2's fc1/fc2, StarCoder2's c_fc/c_proj)
     width: str = "config.intermediate_size"  # expression: the hidden width (Llama 4's dense layers have their own)
 
 
@@ -258,6 +260,10 @@ def attention_layout(
         pair_rotation="pair_rotation" in traits,
         nope_types=nope_types,
         fused_qkv="self_attn.qkv_proj.weight" in layer0,
+        # Where OLMoE clamps (after its q/k norms) and where a fused projection would: not built.
+        clip_qkv="clip_qkv" in fields
+        and latent is None
+        and not ({"self_attn.qkv_proj.weight", "self_attn.q_norm.weight"} & layer0),
         chunked=chunked,
         per_type_masks=sliding == "per_layer" or chunked,
         unit_qk_types=(code.unit_qk_types or ()) if code is not None and "unit_qk_norm" in traits else (),
@@ -271,13 +277,16 @@ def attention_layout(
 
 
 def mlp_layout(features: Features, layer0: frozenset[str]) -> MlpLayout:
-    present = [f"mlp.{p}.bias" in layer0 for p in MLP_PROJECTIONS]
+    fused = "mlp.gate_up_proj.weight" in layer0
+    gated = fused or "mlp.gate_proj.weight" in layer0 or not layer0  # no inventory: the Llama-shaped MLP
+    present = [f"mlp.{p}.bias" in layer0 for p in MLP_PROJECTIONS if gated or p != "gate_proj"]
     bias_attr = features.mlp.bias_attr
     uniform = len(set(present)) == 1
     return MlpLayout(
         bias=f"config.{bias_attr}" if bias_attr and uniform else repr(any(present)),
         activation=features.mlp.activation_attr,
-        fused_gate_up="mlp.gate_up_proj.weight" in layer0,
+        fused_gate_up=fused,
+        gated=gated,
     )
 
 

@@ -34,6 +34,7 @@ from automodel_onboard.layout.common import (
     trait_gaps,
     without,
 )
+from automodel_onboard.model.behaviour import EMBEDDING_DROPOUT, RESIDUAL_DROPOUT
 
 if TYPE_CHECKING:
     from automodel_onboard.model.spec import ArchSpec
@@ -124,6 +125,9 @@ DENSE_TRAITS: frozenset[str] = IMPLEMENTED_TRAITS | {
     "logit_softcapping",
     "query_pre_attn_scalar",
     "rope_per_layer_type",
+    "qkv_clipping",  # where the attention layout clamps q/k/v (a gap otherwise)
+    "residual_dropout",  # where the reference applies it (measured), on each branch's output
+    "embedding_dropout",
 }
 # Each scaling trait and the decoder layout field whose expression applies it.
 SCALINGS: tuple[tuple[str, str], ...] = (
@@ -153,6 +157,7 @@ TENSORS = TensorTable(
         ("model.norm.weight", ("hidden",)),
         ("model.norm.bias", ("hidden",)),
         ("lm_head.weight", ("vocab", "hidden")),
+        ("lm_head.bias", ("vocab",)),
     ),
     layer_tensors=(
         ("input_layernorm.weight", ("hidden",)),
@@ -274,7 +279,7 @@ TENSOR_PARALLEL: tuple[tuple[str, str, str | None], ...] = (
     ("model.layers.*.self_attn.q_norm", "replicated_grad_sum", "qk_norm"),
     ("model.layers.*.self_attn.k_norm", "replicated_grad_sum", "qk_norm"),
     ("model.layers.*.self_attn.o_proj", "rowwise", None),
-    ("model.layers.*.mlp.gate_proj", "colwise", None),
+    ("model.layers.*.mlp.gate_proj", "colwise", "gated"),
     ("model.layers.*.mlp.up_proj", "colwise", None),
     ("model.layers.*.mlp.down_proj", "rowwise", None),
     ("lm_head", "vocab_colwise", None),
@@ -293,16 +298,19 @@ def tensor_parallel(
     fused = attention.fused_qkv or (mlp is not None and mlp.fused_gate_up)
     if attention.qk_norm_full or attention.latent is not None or attention.sinks or (kv_heads or 0) < 2 or fused:
         return ()
-    flags = {"qk_norm": attention.qk_norm}
+    flags = {"qk_norm": attention.qk_norm, "gated": mlp is None or mlp.gated}
     return tuple((path, style) for path, style, needs in TENSOR_PARALLEL if needs is None or flags[needs])
 
 
 def pipeline_parallel(spec: ArchSpec, fields: dict[str, Any]) -> bool:
     """Whether NeMo AutoModel's pipeline stages compute this model: they run their own generic forwards around the
-    decoder layers, which scale neither the embeddings nor the logits and pick each layer's mask by its
-    ``attention_type`` (a window the config sets on every layer through ``sliding_window`` alone would get the full
-    mask)."""
-    scaled = any(fields.get(f) for f in ("embedding_scale", "logits_divisor", "logits_softcap", "logits_multiplier"))
+    decoder layers, which neither scale nor drop out the embeddings, nor scale the logits, and pick each layer's mask
+    by its ``attention_type`` (a window the config sets on every layer through ``sliding_window`` alone would get the
+    full mask)."""
+    scaled = any(
+        fields.get(f)
+        for f in ("embedding_scale", "embedding_dropout", "logits_divisor", "logits_softcap", "logits_multiplier")
+    )
     # Their rotary module computes one table for all layers.
     scaled = scaled or fields["attention"].rope_per_layer_type
     one_window = fields["attention"].sliding == "all_layers" and spec.features.attention.sliding_window != "none"
@@ -330,7 +338,7 @@ class DenseLayout:
     classes: ClassNames
     attention: AttentionLayout
     mlp: MlpLayout
-    norm_eps: str  # expression
+    norm_eps: str | None  # expression; None: the norms take no epsilon (norm_weightless)
     padding_idx: str  # expression
     tied: bool  # the reference config ties lm_head to the embedding (it is then absent from the checkpoint)
     tensors: tuple[CheckpointTensor, ...]
@@ -351,7 +359,14 @@ class DenseLayout:
     logits_multiplier: str | None = None  # expression multiplying the logits (Cohere's logit_scale)
     # The reference's own RMSNorm class (imported from transformers) where NeMo AutoModel's norms compute otherwise
     # (``1 + weight``), and the value its weights start from; None: NeMo's backend-aware norm.
+    head_bias: bool = False  # the language-model head holds a bias (Phi's)
+    # Expressions: the dropout rate on each residual branch's output and on the embeddings, where the reference
+    # applies one (measured); the config's dropout fields, which the generated dropout test switches on.
+    residual_dropout: str | None = None
+    embedding_dropout: str | None = None
+    dropout_fields: tuple[str, ...] = ()
     norm_class: str | None = None
+    norm_weightless: bool = False  # the reference's norm class holds no parameters: built as cls(dim)
     norm_identity: float = 1.0
     norm_bias: bool = False  # the norms hold biases (a LayerNorm's), started at zero
     block_norms: str = "pre"  # where the decoder layer's norms sit (BLOCK_NORMS)
@@ -522,12 +537,22 @@ def _supports_sdpa(inventory: Any) -> bool:
 
 def _measured_habits(features: Any, present: set[str]) -> tuple[dict[str, Any], list[Import], list[str]]:
     """Layout fields for what running the reference showed (features.code): its norm class where it scales by
-    ``1 + weight``, and its embedding scaling and where it sits; with their imports, and gaps where unbuildable."""
+    ``1 + weight``, is a LayerNorm or has no parameters, or sits on the blocks' outputs, and its embedding scaling and
+    where it sits; with their imports, and gaps where unbuildable."""
     code, fields, imports, gaps = features.code, {}, [], []
     norm = code.norm if code is not None else None
     # The reference's norm class where NeMo AutoModel's RMSNorm computes otherwise: 1 + weight, or a LayerNorm.
-    if norm is not None and ("norm_offset" in present or (norm.centred and "layernorm" in present)):
-        if norm.identity not in (0.0, 1.0) or not norm.uniform or norm.bias != norm.builds_bias:
+    # Norms on a block's output before it joins the residual stream (sandwich and post norms) are the reference's own
+    # too: in bfloat16 NeMo AutoModel's RMSNorm rounds once where transformers' rounds before the weight, and there
+    # that ulp lands on the residual stream, twice a layer (GLM-4's layers drifted past bfloat16's tolerance).
+    own_class = "norm_offset" in present or "sandwich_norms" in present
+    if norm is not None and (own_class or (reuses_norm(norm) and "layernorm" in present)):
+        if not norm.uniform:
+            gaps.append(f"the reference's layers hold norms of another class than its final norm ({norm.cls.name})")
+        elif norm.weightless:  # no parameters: its own class, built as cls(dim)
+            fields.update(norm_class=norm.cls.name, norm_weightless=True)
+            imports.append(Import(norm.cls.module, (norm.cls.name,)))
+        elif norm.identity not in (0.0, 1.0) or norm.bias != norm.builds_bias:
             gaps.append(f"the reference's norms ({norm.cls.name}) cannot be built as cls(dim, eps=eps)")
         elif norm.cls.module.startswith("torch.nn."):  # torch's own (nn.LayerNorm), through ``nn``
             fields.update(norm_class=f"nn.{norm.cls.name}", norm_identity=norm.identity, norm_bias=norm.bias)
@@ -545,6 +570,32 @@ def _measured_habits(features: Any, present: set[str]) -> tuple[dict[str, Any], 
                 embedding_scale="config.hidden_size**0.5", embedding_lookup_only=math.isclose(code.inputs_scale, 1.0)
             )
     return fields, imports, gaps
+
+
+def _dropout_fields(code: Any, implemented: frozenset[str], fields: frozenset[str]) -> dict[str, Any]:
+    """The dropouts the reference applies (measured), where the kind builds them; the test's fields besides."""
+    if code is None or not code.dropout_fields or not {"residual_dropout", "embedding_dropout"} <= implemented:
+        return {}
+    applied = code.dropouts
+    return {
+        "residual_dropout": next((f"config.{f}" for f in RESIDUAL_DROPOUT if f in applied), None),
+        "embedding_dropout": next((f"config.{f}" for f in EMBEDDING_DROPOUT if f in applied), None),
+        "dropout_fields": (*code.dropout_fields, *(f for f in ("attention_dropout",) if f in fields)),
+    }
+
+
+def stored_module(path: str, rows: tuple[CheckpointTensor, ...]) -> str:
+    """A model module's path in the reference, where the checkpoint stores its tensors under another name."""
+    for row in rows:
+        if row.renames_only and row.hf and row.nemo.rpartition(".")[0] == path:
+            return row.hf[0].rpartition(".")[0]
+    return path
+
+
+def reuses_norm(norm: Any) -> bool:
+    """The reference's norm class is reused for what NeMo AutoModel's RMSNorm does not compute: a LayerNorm, or a
+    norm without parameters."""
+    return norm.centred or norm.weightless
 
 
 def reference_fields(spec: ArchSpec) -> frozenset[str]:
@@ -617,16 +668,17 @@ def decoder_fields(
     if "self_attn.qkv_proj.weight" in layer0 and "self_attn.q_norm.weight" in layer0:
         built.append(f"the {table.template} template builds fused q/k/v without q/k norms")
     code_norm = features.code.norm if features.code is not None else None
-    reused = code_norm is not None and code_norm.centred and "layernorm" in implemented
-    if (features.norm.type != "rms" and not reused) or not features.norm.eps_attr:
+    reused = code_norm is not None and reuses_norm(code_norm) and "layernorm" in implemented
+    weightless = reused and code_norm.weightless  # type: ignore[union-attr]
+    if (features.norm.type != "rms" and not reused) or not (features.norm.eps_attr or weightless):
         built.append(
             f"the {table.template} template builds RMSNorm with a config epsilon; this model normalises differently"
         )
-    if not features.mlp.gated:
-        built.append(f"the {table.template} template builds a gated MLP (gate_proj, up_proj, down_proj)")
     all_gaps = [*built, *gaps, *tensor_gaps, *checkpoint.check_shapes(inventory.tensors, rows, dims, table.template)]
     attention = attention_layout(features, layer0, fields, implemented)
     present = {t.key for t in features.traits} & implemented
+    if "qkv_clipping" in present and "clip_qkv" in fields and not attention.clip_qkv:
+        all_gaps.append("q/k/v clipping (clip_qkv) with q/k norms, fused projections or latent attention")
     scalings: dict[str, Any] = {
         name: f"config.{trait}" for trait, name in SCALINGS if trait in present and trait in fields
     }
@@ -635,6 +687,7 @@ def decoder_fields(
     if code is not None and code.logits_scale is not None and math.isclose(code.logits_scale, 1.0):
         # A logit scale in the config that the reference's head does not apply (Cohere 2 Vision's).
         scalings = {k: v for k, v in scalings.items() if k not in ("logits_multiplier", "logits_divisor")}
+    scalings.update(_dropout_fields(code, implemented, fields))
     habits, habit_imports, habit_gaps = _measured_habits(features, present)
     scalings.update(habits)
     all_gaps += habit_gaps
@@ -657,7 +710,9 @@ def decoder_fields(
         )
     flags = {"qk_norm": attention.qk_norm, **{name: name in norms for name in BLOCK_NORMS[1][1]}}
     compared = tuple(
-        ComparedModule(label, path, path) for label, path, needs in COMPARED_MODULES if needs is None or flags[needs]
+        ComparedModule(label, path, stored_module(path, rows))
+        for label, path, needs in COMPARED_MODULES
+        if needs is None or flags[needs]
     )
     layer_weights = [
         r.sources[0] for r in rows if r.layers == "all" and r.nemo.startswith(prefix) and r.nemo.endswith(".weight")
@@ -669,9 +724,10 @@ def decoder_fields(
         "classes": class_names(spec.class_prefix, spec.architecture),
         "attention": attention,
         "mlp": mlp_layout(features, layer0),
-        "norm_eps": f"config.{features.norm.eps_attr or 'rms_norm_eps'}",
+        "norm_eps": None if weightless else f"config.{features.norm.eps_attr or 'rms_norm_eps'}",
         "padding_idx": "config.pad_token_id" if "pad_token_id" in fields else "None",
         "tied": "lm_head.weight" in inventory.tied,
+        "head_bias": "lm_head.bias" in names,
         "tensors": rows,
         "probe": layer_weights[-1] if layer_weights else "",
         "dimensions": LATENT_DIMENSIONS if att.latent is not None else DIMENSIONS,

@@ -347,8 +347,10 @@ def build(spec: ArchSpec) -> VlmLayout | None:
     vision_rows = _vision_rows(spec, code)
     rows += vision_rows
     taken = {code.text_config.name, spec.hf["config_class"], *dataclasses.astuple(fields["classes"])}
+    # One alias per class: two parts of one class (Video-LLaVA's video and image towers) share it.
+    part_aliases = {ref: _alias(ref.name, taken) for ref in dict.fromkeys(ref for _, ref, _ in code.parts)}
     parts = tuple(
-        Part(attr, Import(ref.module, (ref.name,)), _alias(ref.name, taken), built_from, _is_model(ref))
+        Part(attr, Import(ref.module, (ref.name,)), part_aliases[ref], built_from, _is_model(ref))
         for attr, ref, built_from in code.parts
     )
     inputs = dict(code.part_inputs)
@@ -454,6 +456,9 @@ def build(spec: ArchSpec) -> VlmLayout | None:
     unknown = [name for name in code.text_inputs if name not in handled]
     if unknown:
         gaps.append(f"the family's text model takes inputs the generated one does not: {', '.join(unknown)}")
+    towers = [p.attribute for p in parts if p.initialises_itself]
+    if len(towers) > 1:  # the parts are laid out as one tower and its projector (NeMo AutoModel's names)
+        gaps.append(f"several vision towers ({', '.join(towers)}): the vlm template builds one and its projector")
     if pixel_layout == "stacked" and "perceiver_config" not in spec.tiny_config:
         gaps.append("stacked images without a perceiver resampler: the tokens per image are not derived")
     # The text model's plan under its place in the multimodal model; the vision tower and projector stay whole on

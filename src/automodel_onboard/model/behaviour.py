@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ class NormCode:
     centred: bool = False
     bias: bool = False  # it holds a bias
     builds_bias: bool = False  # a fresh one (``cls(dim, eps=eps)``) holds one
+    # No parameters at all (OLMo's LayerNorm): built as ``cls(dim)``, its epsilon being the class's own.
+    weightless: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,17 @@ class CodeFacts:
     # them as they are (the router weights their outputs), the top expert's score where each token is scaled by it
     # before its expert (Llama 4's 0.5, a sigmoid of zero); None: not measured.
     routed_input_scale: float | None = None
+    # The text config's dropout fields (residual branches, embeddings) it declares, and those the reference applies:
+    # each measured alone at 0.5 in training mode (Phi-3 declares embd_pdrop and applies none).
+    dropout_fields: tuple[str, ...] = ()
+    dropouts: tuple[str, ...] = ()
 
 
 SAMPLE_IDS = ((3, 5, 7, 11, 13, 17),)
+# Dropout fields by where their dropout sits: on each residual branch's output, on the embeddings.
+RESIDUAL_DROPOUT = ("resid_pdrop", "residual_dropout")
+EMBEDDING_DROPOUT = ("embd_pdrop", "embedding_dropout")
+FINAL_NORM = re.compile(r"(^|_)(norm|layernorm|layer_norm|ln_f)$")
 
 
 def measure(model: Any) -> CodeFacts | None:
@@ -105,7 +116,35 @@ def measure(model: Any) -> CodeFacts | None:
             mrope_layout=_mrope_layout(text),
             logits_scale=_logits_scale(model, ids),
             routed_input_scale=_routed_input_scale(text),
+            **_dropouts(model),
         )
+
+
+def _dropouts(model: Any) -> dict[str, tuple[str, ...]]:
+    """The dropout fields the text config declares, and those whose dropout changes the text model's output in
+    training mode when set alone to 0.5 (attention dropout off)."""
+    import torch
+
+    declared = tuple(f for f in (*RESIDUAL_DROPOUT, *EMBEDDING_DROPOUT) if hasattr(model.config.get_text_config(), f))
+    applied = []
+    ids = torch.tensor(SAMPLE_IDS, dtype=torch.long)
+    for field in declared:
+        config = copy.deepcopy(model.config)
+        text_config = config.get_text_config()
+        for name in declared:
+            setattr(text_config, name, 0.5 if name == field else 0.0)
+        if hasattr(text_config, "attention_dropout"):
+            text_config.attention_dropout = 0.0
+        text = _text_model(type(model)(config))
+        try:
+            outs = [
+                text.train(training)(input_ids=ids, use_cache=False).last_hidden_state for training in (False, True)
+            ]
+        except Exception:  # a text model that needs more than token ids: not measured
+            continue
+        if not torch.equal(*outs):
+            applied.append(field)
+    return {"dropout_fields": declared, "dropouts": tuple(applied)}
 
 
 def _logits_scale(model: Any, ids: Any) -> float | None:
@@ -121,18 +160,29 @@ def _logits_scale(model: Any, ids: Any) -> float | None:
 
 
 def _text_model(model: Any) -> Any:
-    """The decoder stack: a module with ``layers``, a final ``norm`` and input embeddings (the text one first)."""
+    """The decoder stack: a module with ``layers``, a final norm and input embeddings (the text one first)."""
     import torch.nn as nn
 
     found = [
         (name, module)
         for name, module in model.named_modules()
         if isinstance(getattr(module, "layers", None), nn.ModuleList)
-        and isinstance(getattr(module, "norm", None), nn.Module)
+        and final_norm(module) is not None
         and hasattr(module, "get_input_embeddings")
     ]
     found.sort(key=lambda item: (not any(a in item[0] for a in TEXT_ATTRIBUTES), len(item[0])))
     return found[0][1] if found else None
+
+
+def final_norm(text: Any) -> Any:
+    """The decoder stack's final norm: ``norm``, or the one child named after a norm (Phi's ``final_layernorm``)."""
+    import torch.nn as nn
+
+    norm = getattr(text, "norm", None)
+    if isinstance(norm, nn.Module):
+        return norm
+    named = [m for n, m in text.named_children() if FINAL_NORM.search(n) and not isinstance(m, nn.ModuleList)]
+    return named[0] if len(named) == 1 else None
 
 
 def _first_layer_input(text: Any, **inputs: Any) -> Any:
@@ -162,8 +212,10 @@ def _factor(seen: Any, raw: Any) -> float:
 def _norm(text: Any) -> NormCode | None:
     import torch
 
-    norm = text.norm
+    norm = final_norm(text)
     weight = getattr(norm, "weight", None)
+    if not any(True for _ in norm.parameters()):
+        return _weightless_norm(text, norm)
     if not isinstance(weight, torch.Tensor) or weight.dim() != 1:
         return None
     eps = next((float(getattr(norm, a)) for a in ("eps", "variance_epsilon") if hasattr(norm, a)), None)
@@ -201,7 +253,6 @@ def _norm(text: Any) -> NormCode | None:
         builds_bias = getattr(fresh, "bias", None) is not None
     except Exception:  # a constructor of another shape: the generated code cannot build it the same way
         identity, builds_bias = None, False
-    layer_norms = [m for name, m in text.layers[0].named_modules() if name.endswith(("norm", "layernorm"))]
     return NormCode(
         cls=ClassRef(cls.__module__, cls.__name__),
         offset=offset,
@@ -209,7 +260,48 @@ def _norm(text: Any) -> NormCode | None:
         bias=getattr(norm, "bias", None) is not None,
         builds_bias=builds_bias,
         identity=identity,
-        uniform=all(type(m) is cls for m in layer_norms),
+        uniform=_uniform(text, cls),
+    )
+
+
+def _uniform(text: Any, cls: type) -> bool:
+    """Every norm of the first decoder layer is of the final norm's class."""
+    layer_norms = [m for name, m in text.layers[0].named_modules() if name.endswith(("norm", "layernorm"))]
+    return all(type(m) is cls for m in layer_norms)
+
+
+def _weightless_norm(text: Any, norm: Any) -> NormCode | None:
+    """A norm without parameters (OLMo's LayerNorm): centred or not, and whether ``cls(dim)`` builds the same one;
+    None where it normalises otherwise or cannot be built so."""
+    import torch
+
+    dim = text.get_input_embeddings().weight.shape[-1]
+    x = torch.randn(2, dim, generator=torch.Generator().manual_seed(0))
+    out = norm(x)
+    centred_x = x - x.mean(-1, keepdim=True)
+    # At unit scale the norm's epsilon (1e-5 or less) moves the output by at most its size, relatively.
+    bases = {
+        False: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True)),
+        True: centred_x * torch.rsqrt(centred_x.pow(2).mean(-1, keepdim=True)),
+    }
+    found = [centred for centred, base in bases.items() if torch.allclose(out, base, rtol=1e-4, atol=1e-5)]
+    if not found:
+        return None
+    cls = type(norm)
+    try:
+        fresh = cls(dim)
+        rebuilt = not any(True for _ in fresh.parameters()) and torch.equal(fresh(x), out)
+    except Exception:  # a constructor of another shape
+        rebuilt = False
+    if not rebuilt:
+        return None
+    return NormCode(
+        cls=ClassRef(cls.__module__, cls.__name__),
+        offset=0.0,
+        identity=None,
+        uniform=_uniform(text, cls),
+        centred=found[0],
+        weightless=True,
     )
 
 

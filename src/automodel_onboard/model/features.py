@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -209,6 +209,8 @@ TRAIT_FIELDS: tuple[tuple[str, str, Any, str], ...] = (
     ("bidirectional_attention", "use_bidirectional_attention", _true, "bidirectional attention"),
     ("residual_dropout", "resid_pdrop", _above_zero, "dropout on the residual branches (resid_pdrop)"),
     ("embedding_dropout", "embd_pdrop", _above_zero, "dropout on the embeddings (embd_pdrop)"),
+    ("residual_dropout", "residual_dropout", _above_zero, "dropout on the residual branches (residual_dropout)"),
+    ("embedding_dropout", "embedding_dropout", _above_zero, "dropout on the embeddings (embedding_dropout)"),
     ("mlp_layer_types", "mlp_layer_types", _other_mlp_types, "MLP layers of other types than dense and sparse"),
 )
 POSITION_EMBEDDINGS = ("absolute", "learned", "alibi")
@@ -221,10 +223,77 @@ TRAIT_PARAMS: tuple[tuple[str, str, str], ...] = (
     ("fused_qkv", r"qkv_proj\.", "fused q/k/v projection (qkv_proj) in the checkpoint"),
     ("fused_gate_up", r"gate_up_proj\.", "fused gate/up projection (gate_up_proj) in the checkpoint"),
     ("fused_qkv_layout", r"(query_key_value|Wqkv|c_attn|wqkv)\.", "fused q/k/v projection in the checkpoint"),
-    ("mlp_layout", r"(w13|fc1|c_fc|dense_h_to_4h)\.", "fused or non-gated MLP projection in the checkpoint"),
+    ("mlp_layout", r"w13\.", "fused gate/up projection (w13) in the checkpoint"),
     ("attention_sinks", r"\.sinks$", "attention sinks"),
     ("attention_experts", r"self_attention\.experts\.", "mixture of attention heads (attention experts)"),
 )
+
+
+# Other names checkpoints store the decoder's modules under, and the name each is read as (NeMo AutoModel's, the
+# Llama-shaped one): (checkpoint module, module), below a decoder layer or at the top. A module's weight and bias follow
+# it. Phi's fc1/fc2 and dense, StarCoder2's c_fc/c_proj, GPT-NeoX's dense_h_to_4h/dense_4h_to_h: each a non-gated MLP's
+# up and down projection or the attention's output projection.
+MODULE_ALIASES: tuple[tuple[str, str], ...] = (
+    ("mlp.fc1", "mlp.up_proj"),
+    ("mlp.fc2", "mlp.down_proj"),
+    ("mlp.c_fc", "mlp.up_proj"),
+    ("mlp.c_proj", "mlp.down_proj"),
+    ("mlp.dense_h_to_4h", "mlp.up_proj"),
+    ("mlp.dense_4h_to_h", "mlp.down_proj"),
+    ("self_attn.dense", "self_attn.o_proj"),
+    ("model.final_layernorm", "model.norm"),
+)
+
+
+# A decoder layer's norms by the names a family gives their places, told apart by the set a layer holds: each set's
+# names in the four places the decoder builds (before and after the attention, before and after the MLP). GLM-4's
+# post_attention_layernorm sits before the MLP, so a name alone cannot say where its norm sits.
+NORM_NAMES: tuple[tuple[frozenset[str], Mapping[str, str]], ...] = (
+    (  # GLM-4
+        frozenset({"input_layernorm", "post_self_attn_layernorm", "post_attention_layernorm", "post_mlp_layernorm"}),
+        {
+            "post_self_attn_layernorm": "post_attention_layernorm",
+            "post_attention_layernorm": "pre_feedforward_layernorm",
+            "post_mlp_layernorm": "post_feedforward_layernorm",
+        },
+    ),
+    (  # HyperCLOVA X with its post norms
+        frozenset({"input_layernorm", "post_norm1", "post_attention_layernorm", "post_norm2"}),
+        {
+            "post_norm1": "post_attention_layernorm",
+            "post_attention_layernorm": "pre_feedforward_layernorm",
+            "post_norm2": "post_feedforward_layernorm",
+        },
+    ),
+    (  # VaultGemma
+        frozenset({"input_layernorm", "pre_feedforward_layernorm"}),
+        {"pre_feedforward_layernorm": "post_attention_layernorm"},
+    ),
+    (  # Apertus
+        frozenset({"attention_layernorm", "feedforward_layernorm"}),
+        {"attention_layernorm": "input_layernorm", "feedforward_layernorm": "post_attention_layernorm"},
+    ),
+)
+
+
+def tensor_aliases(names: Iterable[str]) -> dict[str, str]:
+    """Each of ``names`` (layer-relative or top-level tensor names) stored under an alias, mapped to the name it is
+    read as; an alias whose own name is also present is not renamed (two tensors cannot become one)."""
+    present = set(names)
+    found = {}
+    for name in present:
+        for alias, module in MODULE_ALIASES:
+            if name.startswith(alias + ".") and name.count(".") == alias.count(".") + 1:
+                canonical = module + name[len(alias) :]
+                if canonical not in present:
+                    found[name] = canonical
+    norms = {n.partition(".")[0] for n in present if n.count(".") == 1 and "norm" in n.partition(".")[0]}
+    places = next((renames for held, renames in NORM_NAMES if held == norms), {})
+    for name in present:
+        module, _, leaf = name.partition(".")
+        if module in places and name.count(".") == 1:
+            found[name] = f"{places[module]}.{leaf}"
+    return found
 
 
 # Router and routed-expert biases, by their checkpoint names (per-expert or stacked).
@@ -671,6 +740,8 @@ def extract(
             m = re.search(r"(?:^|\.)(?:layers|blocks|h|layer)\.0\.(.+)$", name)
             if m:
                 layer0[m.group(1)] = tuple(shape)
+        renamed = tensor_aliases(layer0)  # read under the names the decoder's modules have
+        layer0 = {renamed.get(name, name): shape for name, shape in layer0.items()}
     attention = attention_features(text, layer0, declared if declared is not None else text.data)
     norm = norm_features(text, layer0)
     tie = text.get("tie_word_embeddings")

@@ -33,7 +33,7 @@ ALIASES: Mapping[str, tuple[str, ...]] = {
     "max_positions": ("max_position_embeddings", "max_seq_len", "n_positions", "seq_length"),
     "hidden_act": ("hidden_act", "activation_function", "hidden_activation", "ffn_act_fn"),
     "rms_norm_eps": ("rms_norm_eps", "rms_norm_epsilon"),
-    "layer_norm_eps": ("layer_norm_eps", "layer_norm_epsilon", "norm_eps", "layernorm_epsilon"),
+    "layer_norm_eps": ("layer_norm_eps", "layer_norm_epsilon", "norm_eps", "layernorm_epsilon", "norm_epsilon"),
     "tie_word_embeddings": ("tie_word_embeddings",),
     "rope_theta": ("rope_theta", "attn_config.rope_theta", "rotary_emb_base", "rope_base"),
     "rope_scaling": ("rope_parameters", "rope_scaling"),

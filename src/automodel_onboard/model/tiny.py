@@ -38,6 +38,12 @@ TINY_SOFTCAPS = (
 # A logit multiplier (Cohere's logit_scale, 1/16) raised to at least this: at 1/16 a random tiny model's loss moves too
 # little in the ten steps of the recipe run; at 1/4 a missing multiplier still changes the logits fourfold.
 TINY_MIN_LOGIT_SCALE = 0.25
+# q/k/v clipping (OLMo's clip_qkv) low enough that the tiny model's projections reach it: at a real limit (8) they
+# would not, and a missing clamp would pass. Set where the limit is a field and the q/k/v are not normalised after.
+TINY_CLIP_QKV = 0.5
+# Dropout rates set to zero: the training tests compare runs step by step (ranks against one process, a resumed run
+# against an unbroken one); the generated dropout test switches them on itself.
+TINY_NO_DROPOUT = ("resid_pdrop", "embd_pdrop", "residual_dropout", "embedding_dropout", "attention_dropout")
 TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "vision_layers": 2, "vision_heads": 2}
 VISION_WIDTH = re.compile(r"(_dim|_size|hidden_size)$(?<!image_size)(?<!patch_size)")
 # The multimodal config's choice of the tower's hidden states the projector takes (one index, or several).
@@ -173,6 +179,11 @@ def _shrink_text(node: dict[str, Any], features: Features, resolved: Mapping[str
     for trait, key, cap in TINY_SOFTCAPS:
         if trait in traits:
             node[key] = cap
+    if "clip_qkv" in node and features.attention.qk_norm in (None, "none"):
+        node["clip_qkv"] = TINY_CLIP_QKV
+    for key in TINY_NO_DROPOUT:
+        if isinstance(node.get(key), (int, float)) and not isinstance(node[key], bool):
+            node[key] = 0.0
     scale = node.get("logit_scale")
     if "logit_scale" in traits and isinstance(scale, (int, float)) and abs(scale) < TINY_MIN_LOGIT_SCALE:
         node["logit_scale"] = TINY_MIN_LOGIT_SCALE
