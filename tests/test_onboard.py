@@ -90,7 +90,7 @@ def test_the_dense_symbol_table_matches_the_installed_package():
 def test_unimplemented_features_are_refused_with_the_list(checkout, tmp_path):
     alibi = tmp_path / "config.json"
     alibi.write_text(
-        json.dumps({**json.loads((CONFIGS / "meta-llama__Llama-2-7b-hf.json").read_text()), "alibi": True})
+        json.dumps({**json.loads((CONFIGS / "mistralai__Mistral-Nemo-Base-2407.json").read_text()), "alibi": True})
     )
     with pytest.raises(OnboardError) as info:
         onboard.new(onboard.Request(model=str(alibi), dest=checkout, verify=False))

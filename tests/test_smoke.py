@@ -157,11 +157,11 @@ def test_refusals_are_rows(pristine, tmp_path):
     assert (bart.kind, bart.verdict, bart.max_logit_diff) == ("unsupported", "refused: unsupported", None)
     alibi = tmp_path / "alibi.json"
     alibi.write_text(
-        json.dumps({**json.loads((CONFIGS / "meta-llama__Llama-2-7b-hf.json").read_text()), "alibi": True})
+        json.dumps({**json.loads((CONFIGS / "mistralai__Mistral-Nemo-Base-2407.json").read_text()), "alibi": True})
     )
-    llama = smoke.run_case(smoke.Case("alibi", "fixture", alibi), pristine, tmp_path)
-    assert (llama.kind, llama.verdict) == ("dense", "refused: unsupported-features")
-    assert "ALiBi position bias" in llama.notes
+    mistral = smoke.run_case(smoke.Case("alibi", "fixture", alibi), pristine, tmp_path)
+    assert (mistral.kind, mistral.verdict) == ("dense", "refused: unsupported-features")
+    assert "ALiBi position bias" in mistral.notes
 
 
 def test_synthetic_rows_left_out_of_the_run_are_not_compared(monkeypatch, tmp_path):
