@@ -359,6 +359,8 @@ class DenseLayout:
     logits_multiplier: str | None = None  # expression multiplying the logits (Cohere's logit_scale)
     # The reference's own RMSNorm class (imported from transformers) where NeMo AutoModel's norms compute otherwise
     # (``1 + weight``), and the value its weights start from; None: NeMo's backend-aware norm.
+    # The config class the top-level model is built from (an image-text model's, holding the text one's).
+    model_config: str = ""
     head_bias: bool = False  # the language-model head holds a bias (Phi's)
     # Expressions: the dropout rate on each residual branch's output and on the embeddings, where the reference
     # applies one (measured); the config's dropout fields, which the generated dropout test switches on.
@@ -719,6 +721,7 @@ def decoder_fields(
     ]
     return {
         "config_class": config_class,
+        "model_config": config_class,
         "reference_class": reference_class,
         "reference_alias": f"HF{reference_class}",
         "classes": class_names(spec.class_prefix, spec.architecture),

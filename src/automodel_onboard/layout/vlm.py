@@ -494,5 +494,6 @@ def build(spec: ArchSpec) -> VlmLayout | None:
         mask_mapping=fields["attention"].sliding == "per_layer",
         reference_class=spec.hf["model_class"],
         reference_alias=f"HF{spec.hf['model_class']}",
+        model_config=spec.hf["config_class"],
     )
     return VlmLayout(**fields, vision=vision)
