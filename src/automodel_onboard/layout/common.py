@@ -278,7 +278,8 @@ def attention_layout(
 
 def mlp_layout(features: Features, layer0: frozenset[str]) -> MlpLayout:
     fused = "mlp.gate_up_proj.weight" in layer0
-    gated = fused or "mlp.gate_proj.weight" in layer0 or not layer0  # no inventory: the Llama-shaped MLP
+    # From the first layer's MLP (a MoE family's dense layers hold theirs apart from the layers in common).
+    gated = fused or features.mlp.gated is not False
     present = [f"mlp.{p}.bias" in layer0 for p in MLP_PROJECTIONS if gated or p != "gate_proj"]
     bias_attr = features.mlp.bias_attr
     uniform = len(set(present)) == 1
