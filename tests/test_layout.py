@@ -122,6 +122,25 @@ def test_tensors_stored_under_another_name_are_matched_as_the_models_and_renamed
     assert all(r.operations == ("rename",) for r in rows if r.hf)
 
 
+def test_a_layers_norm_names_are_read_by_the_set_it_holds():
+    """GLM-4 calls its norm before the MLP post_attention_layernorm and the one after the attention
+    post_self_attn_layernorm: by the set, each is read in its place (the sandwich's names), and renamed back."""
+    leaves = ["input_layernorm", "post_self_attn_layernorm", "post_attention_layernorm", "post_mlp_layernorm"]
+    names = [f"model.layers.{i}.{leaf}.weight" for i in range(2) for leaf in leaves]
+    rows, gaps = checkpoint.match(dense.TENSORS, names, 2)
+    layer = "model.layers.{layer}."
+    assert gaps == []
+    assert {r.nemo.removeprefix(layer): r.sources[0].removeprefix(layer) for r in rows if r.nemo.startswith(layer)} == {
+        "input_layernorm.weight": "input_layernorm.weight",
+        "post_attention_layernorm.weight": "post_self_attn_layernorm.weight",
+        "pre_feedforward_layernorm.weight": "post_attention_layernorm.weight",
+        "post_feedforward_layernorm.weight": "post_mlp_layernorm.weight",
+    }
+    # Llama's pair is not renamed: post_attention_layernorm stays the norm before its MLP.
+    llama, _ = checkpoint.match(dense.TENSORS, [n for n in names if "post_self" not in n and "post_mlp" not in n], 2)
+    assert all(r.hf == () for r in llama)
+
+
 def test_moe_experts_are_gaps_reported_once_per_kind(spec):
     gaps = spec("Qwen__Qwen3-235B-A22B.json", "dense")["layout"]["gaps"]
     experts = [g for g in gaps if ".experts." in g]
@@ -829,8 +848,12 @@ def test_olmo2_norms_after_the_blocks_and_float32_rope_tables():
     labels = {c["label"] for c in lay["compared_modules"]}
     assert "input_norm" not in labels and {"post_attention_norm", "post_feedforward_norm"} <= labels
     assert spec["features"]["code"]["float32_tables"] is True
+    # Norms on the blocks' outputs are the reference's class (bfloat16 rounds as the reference does); a pre-norm
+    # Llama keeps NeMo AutoModel's backend-aware norm.
+    assert lay["norm_class"] == "Olmo2RMSNorm"
     llama = _case("llama-base")
     assert llama["layout"]["block_norms"] == "pre" and llama["layout"]["attention"]["float32_tables"] is False
+    assert llama["layout"]["norm_class"] is None
 
 
 def test_float32_tables_are_measured_on_a_rope_per_layer_type():
