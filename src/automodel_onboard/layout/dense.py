@@ -357,8 +357,6 @@ class DenseLayout:
     logits_divisor: str | None = None  # expression dividing the logits (Granite's logits_scaling)
     logits_softcap: str | None = None  # expression: logits pass through ``tanh(x / cap) * cap``
     logits_multiplier: str | None = None  # expression multiplying the logits (Cohere's logit_scale)
-    # The reference's own RMSNorm class (imported from transformers) where NeMo AutoModel's norms compute otherwise
-    # (``1 + weight``), and the value its weights start from; None: NeMo's backend-aware norm.
     # The config class the top-level model is built from (an image-text model's, holding the text one's).
     model_config: str = ""
     head_bias: bool = False  # the language-model head holds a bias (Phi's)
@@ -367,6 +365,9 @@ class DenseLayout:
     residual_dropout: str | None = None
     embedding_dropout: str | None = None
     dropout_fields: tuple[str, ...] = ()
+    # The reference's own norm class where NeMo AutoModel's norms compute otherwise (``1 + weight``, a LayerNorm, no
+    # parameters) or round otherwise on the blocks' outputs, and the value its weights start from; None: NeMo's
+    # backend-aware norm.
     norm_class: str | None = None
     norm_weightless: bool = False  # the reference's norm class holds no parameters: built as cls(dim)
     norm_identity: float = 1.0
