@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from automodel_onboard.model.features import Features
+from automodel_onboard.model.features import Features, clamps_projections
 
 NEMO_COMMON = "nemo_automodel.components.models.common"
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -260,10 +260,7 @@ def attention_layout(
         pair_rotation="pair_rotation" in traits,
         nope_types=nope_types,
         fused_qkv="self_attn.qkv_proj.weight" in layer0,
-        # Where OLMoE clamps (after its q/k norms) and where a fused projection would: not built.
-        clip_qkv="clip_qkv" in fields
-        and latent is None
-        and not ({"self_attn.qkv_proj.weight", "self_attn.q_norm.weight"} & layer0),
+        clip_qkv="clip_qkv" in fields and clamps_projections(features),
         chunked=chunked,
         per_type_masks=sliding == "per_layer" or chunked,
         unit_qk_types=(code.unit_qk_types or ()) if code is not None and "unit_qk_norm" in traits else (),

@@ -135,12 +135,12 @@ def _dropouts(model: Any) -> dict[str, tuple[str, ...]]:
             setattr(text_config, name, 0.5 if name == field else 0.0)
         if hasattr(text_config, "attention_dropout"):
             text_config.attention_dropout = 0.0
-        text = _text_model(type(model)(config))
         try:
+            text = _text_model(type(model)(config))
             outs = [
                 text.train(training)(input_ids=ids, use_cache=False).last_hidden_state for training in (False, True)
             ]
-        except Exception:  # a text model that needs more than token ids: not measured
+        except Exception:  # a model its config rebuilt cannot build, or a text model needing more than token ids
             continue
         if not torch.equal(*outs):
             applied.append(field)

@@ -778,6 +778,14 @@ def extract(
     )
 
 
+def clamps_projections(features: Features) -> bool:
+    """Whether q/k/v clipping can sit on the projections as built: separate q, k and v, no q/k norms (OLMoE clamps
+    after its norms), no latent attention."""
+    att = features.attention
+    fused = {t.key for t in features.traits} & {"fused_qkv", "fused_qkv_layout"}
+    return att.qk_norm in (None, "none") and not fused and att.latent is None
+
+
 def with_code(features: Features, code: CodeFacts | None, tiny_text: Mapping[str, Any]) -> Features:
     """The features with what running the reference showed (``code``, measured on ``tiny_text``) as traits."""
     if code is None:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from automodel_onboard.model.features import Features
+from automodel_onboard.model.features import Features, clamps_projections
 from automodel_onboard.model.fields import ALIASES, ConfigView
 
 TINY_VOCAB = 256
@@ -39,7 +39,7 @@ TINY_SOFTCAPS = (
 # little in the ten steps of the recipe run; at 1/4 a missing multiplier still changes the logits fourfold.
 TINY_MIN_LOGIT_SCALE = 0.25
 # q/k/v clipping (OLMo's clip_qkv) low enough that the tiny model's projections reach it: at a real limit (8) they
-# would not, and a missing clamp would pass. Set where the limit is a field and the q/k/v are not normalised after.
+# would not, and a missing clamp would pass. Set where the clamp is built (features.clamps_projections).
 TINY_CLIP_QKV = 0.5
 # Dropout rates set to zero: the training tests compare runs step by step (ranks against one process, a resumed run
 # against an unbroken one); the generated dropout test switches them on itself.
@@ -179,7 +179,7 @@ def _shrink_text(node: dict[str, Any], features: Features, resolved: Mapping[str
     for trait, key, cap in TINY_SOFTCAPS:
         if trait in traits:
             node[key] = cap
-    if "clip_qkv" in node and features.attention.qk_norm in (None, "none"):
+    if "clip_qkv" in node and clamps_projections(features):
         node["clip_qkv"] = TINY_CLIP_QKV
     for key in TINY_NO_DROPOUT:
         if isinstance(node.get(key), (int, float)) and not isinstance(node[key], bool):
