@@ -4,7 +4,8 @@
 # torch==2.13.0 goes first, as a CPU build: an unpinned torch, or PyPI's default wheel on Linux, is a CUDA build of
 # several GB. Where the configured package index already offers the CPU build (a local wheel), it is taken from there;
 # otherwise from PyTorch's CPU index. AUTOMODEL_ONBOARD_TORCH=cuda installs PyPI's default (CUDA) build instead;
-# AUTOMODEL_ONBOARD_TORCH_INDEX names another index for the CPU build.
+# AUTOMODEL_ONBOARD_TORCH_INDEX names another index for the CPU build. With --torch-only, only torch is installed (the
+# fresh environment a plugin package is tested in, ci/plugin.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${AUTOMODEL_ONBOARD_VENV:-.venv}"
@@ -32,6 +33,10 @@ if [ ! -f "$stamp" ]; then
   fi
   if [ "${#torch[@]}" -gt 0 ]; then
     "${pip[@]}" install -q "${torch[@]}"
+  fi
+  if [ "${1:-}" = "--torch-only" ]; then
+    echo "$venv"
+    exit 0
   fi
   "${pip[@]}" install -q -e ".[test]"
   touch "$stamp"

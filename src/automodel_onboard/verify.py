@@ -1,16 +1,21 @@
-"""Run an onboarded model's generated tests in its checkout and read back a verdict per test.
+"""Run an onboarded model's generated tests in its destination and read back a verdict per test.
 
 The tests run in a fresh interpreter with the checkout first on ``sys.path``, so they exercise the checkout's
-``nemo_automodel`` (with its patched registry), never an installed copy. Nothing is left behind in the checkout:
-no bytecode, no pytest cache; the JUnit report and the parity figures go to a temporary folder.
+``nemo_automodel`` (with its patched registry), never an installed copy. A plugin is installed first, with pip and
+without its dependencies, into a temporary folder put on ``sys.path`` after its ``src/``: its code is imported from the
+plugin folder and NeMo AutoModel reads its entry points as after ``pip install``. Nothing is left behind in the
+destination: no bytecode, no pytest cache, no build folder; the JUnit report and the parity figures go to a temporary
+folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +25,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from automodel_onboard.errors import OnboardError
 
 REPORT_ENV = "AUTOMODEL_ONBOARD_REPORT_DIR"
 # The generated parity tests say where the hidden states first part from the reference, in these words.
@@ -62,7 +69,12 @@ def _quiet(_: str) -> None:
 
 
 def run_generated_tests(
-    dest: Path, tests: Path, *, timeout: float = 3600, progress: Callable[[str], None] = _quiet
+    dest: Path,
+    tests: Path,
+    *,
+    timeout: float = 3600,
+    progress: Callable[[str], None] = _quiet,
+    plugin: bool = False,
 ) -> Verification:
     """Run the generated tests at ``tests`` (relative to ``dest``) in ``dest`` with this interpreter.
 
@@ -76,9 +88,13 @@ def run_generated_tests(
 
     with tempfile.TemporaryDirectory(prefix="automodel-onboard-verify-") as tmp:
         junit = Path(tmp) / "junit.xml"
+        path = [str(dest)]
+        if plugin:
+            progress("installing the plugin's metadata (entry points) into a temporary folder")
+            path = [str(dest / "src"), install_metadata(dest, Path(tmp) / "installed")]
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(dest), os.environ.get("PYTHONPATH", "")])),
+            "PYTHONPATH": os.pathsep.join(filter(None, [*path, os.environ.get("PYTHONPATH", "")])),
             "PYTHONDONTWRITEBYTECODE": "1",
             "HF_HUB_OFFLINE": "1",
             REPORT_ENV: tmp,
@@ -109,6 +125,27 @@ def run_generated_tests(
         first_diverging=_first_diverging(verdicts),
         output=output,
     )
+
+
+def install_metadata(plugin: Path, target: Path) -> str:
+    """``pip install`` the plugin without dependencies into ``target`` (built from a copy: nothing lands in it)."""
+    with tempfile.TemporaryDirectory(prefix="automodel-onboard-build-") as build:
+        source = Path(build) / plugin.name
+        shutil.copytree(plugin, source, ignore=shutil.ignore_patterns(".git", "__pycache__", "build", "*.egg-info"))
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(source)]
+        isolated = importlib.util.find_spec("setuptools") is None  # else build with it, needing no download
+        result = subprocess.run(
+            cmd + ([] if isolated else ["--no-build-isolation"]), capture_output=True, text=True, check=False
+        )
+    if result.returncode != 0:
+        raise OnboardError(
+            f"pip could not install the plugin to run its tests: {(result.stderr or result.stdout).strip()[-400:]}",
+            where=str(plugin / "pyproject.toml"),
+            fix="check the plugin's pyproject.toml; the plugin's files are written, rerun its tests with "
+            "`pip install -e . && pytest tests` there",
+            code="plugin-install",
+        )
+    return str(target)
 
 
 def _run_in_own_group(

@@ -158,9 +158,11 @@ def report_text(report: Any) -> str:
     ]
     lines += [f"  warning: {w}" for w in report.warnings]
     result = report.verification
+    # A plugin's entry points reach NeMo AutoModel by installing it (again, after each model added).
+    cd = f"cd {shlex.quote(str(dest))} &&" + (" pip install -e . &&" if report.paths.plugin_package else "")
     if result is None:
         lines.append("  generated tests: not run (--no-verify)")
-        next_step = f"cd {shlex.quote(str(dest))} && python -m pytest {report.paths.tests}"
+        next_step = f"{cd} python -m pytest {report.paths.tests}"
     else:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(result.counts().items())) or "no tests collected"
         lines.append(f"  generated tests: {'PASSED' if result.passed else 'FAILED'} ({counts})")
@@ -177,7 +179,6 @@ def report_text(report: Any) -> str:
         if report.log is not None:
             lines.append(f"  the generated tests' whole output: {report.log}")
         recipe = next((p for p in rendered.files if p.suffix == ".yaml" and str(p).startswith("examples/")), None)
-        cd = f"cd {shlex.quote(str(dest))} &&"
         next_step = (
             f"{cd} automodel {recipe}  # fine-tune with the example recipe (needs a GPU)"
             if result.passed and recipe is not None
@@ -197,7 +198,8 @@ def cmd_new(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> int:
 
     request = Request(
         model=args.model,
-        dest=Path(args.dest),
+        dest=Path(args.plugin or args.dest),
+        plugin=args.plugin is not None,
         name=args.name,
         kind=args.kind,
         revision=args.revision,
@@ -257,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("new", help="onboard a model into a NeMo AutoModel checkout and run its generated tests")
     p.add_argument("model", help="Hub id (org/name[@revision]), a config.json, or a checkpoint folder")
-    p.add_argument("--dest", required=True, help="root of the NeMo AutoModel checkout")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--dest", help="root of the NeMo AutoModel checkout")
+    where.add_argument(
+        "--plugin", help="folder of an out-of-tree plugin package (created when absent or empty, else added to)"
+    )
     p.add_argument("--name", help="module name (default: derived from model_type)")
     p.add_argument("--kind", choices=kinds.names(), help="template to render (default: the spec's kind)")
     p.add_argument("--revision", help="Hub branch, tag or commit")

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from automodel_onboard import interrupts, kinds, verify
-from automodel_onboard.destination import Paths, Plan
-from automodel_onboard.destination.checkout import Checkout
+from automodel_onboard import destination, interrupts, kinds, verify
+from automodel_onboard.destination import Destination, Paths, Plan
 from automodel_onboard.errors import OnboardError
 from automodel_onboard.model.spec import cached_spec, remember_spec
 from automodel_onboard.render import copier_run
@@ -20,7 +19,7 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class Request:
     model: str
-    dest: Path
+    dest: Path  # a NeMo AutoModel checkout, or with plugin a plugin package folder (created when absent)
     name: str | None = None
     kind: str | None = None
     revision: str | None = None
@@ -31,6 +30,7 @@ class Request:
     verify: bool = True
     # Run the local checkpoint folder's own code (auto_map) as the reference, for models transformers lacks.
     trust_remote_code: bool = False
+    plugin: bool = False  # dest is an out-of-tree plugin package
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def model_argument(model: str) -> str:
 
 def new(request: Request, progress: Progress = _quiet) -> Report:
     """Onboard one model; raises OnboardError (destination untouched) on any refusal or failure."""
-    dest = Checkout(request.dest.resolve())
+    dest = destination.at(request.dest.resolve(), destination.PLUGIN if request.plugin else destination.CHECKOUT)
     dest.require()
     model = model_argument(request.model)
     progress("reading the config")
@@ -77,6 +77,8 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
         dataset=request.dataset,
         replace=request.replace,
         trust_remote_code=request.trust_remote_code,
+        destination=destination.PLUGIN if request.plugin else destination.CHECKOUT,
+        plugin_package=getattr(dest, "package", ""),
     )
     remember_spec(answers.model, answers.revision, answers.trust_remote_code, built)
     if recovered is not None:
@@ -96,7 +98,13 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
                 + "); the onboarding touches none of them but registry.py"
             )
             progress(f"warning: {warnings[-1]}")
-        if plan.replaces:
+        if plan.replaces and request.plugin:
+            module, cls = plan.replaces
+            warnings.append(
+                f"{spec['architecture']} replaces NeMo AutoModel's {module}.{cls} only once "
+                f"{answers.plugin_package}.{answers.module_name}.register() is called (an entry point cannot)"
+            )
+        elif plan.replaces:
             module, cls = plan.replaces
             warnings.append(f"{spec['architecture']} is re-pointed from {module}.{cls}; that module stays untouched")
             if plan.fewer_capabilities:
@@ -109,12 +117,14 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
     verification = None
     if request.verify:
         progress(f"running the generated tests in {paths.tests}")
-        verification = verify.run_generated_tests(dest.root, Path(paths.tests), progress=progress)
+        verification = verify.run_generated_tests(
+            dest.root, Path(paths.tests), progress=progress, plugin=request.plugin
+        )
     log = interrupts.write_log(f"tests-{answers.module_name}", verification.output) if verification else None
     return Report(spec, answers, paths, plan, rendered, verification, tuple(warnings), log)
 
 
-def _check_early(dest: Checkout, model: str, request: Request, progress: Progress) -> Any:
+def _check_early(dest: Destination, model: str, request: Request, progress: Progress) -> Any:
     """The destination checks that need no reference, before it is loaded: such refusals come in about a second.
 
     An interrupted earlier run is rolled back first (its files would otherwise read as existing ones).

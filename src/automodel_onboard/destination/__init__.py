@@ -2,7 +2,8 @@
 
 A destination owns every path an onboarding writes (``Paths``, which the template tree names) and the registration
 step; :class:`Destination` is what the pipeline asks of one. The in-tree NeMo AutoModel checkout
-(:class:`automodel_onboard.destination.checkout.Checkout`) is the one implemented.
+(:class:`automodel_onboard.destination.checkout.Checkout`) and an out-of-tree plugin package
+(:class:`automodel_onboard.destination.plugin.Plugin`) are the two.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ class Paths:
     recipe_dir: str  # its example recipe
     docs_dir: str  # its docs page
     answers_file: str  # Copier's answers of the onboarding
-    registry: str  # NeMo AutoModel's registry, patched to register the architecture
+    registry: str  # the file that registers the architecture: NeMo AutoModel's registry, or the plugin's pyproject
+    plugin_package: str = ""  # a plugin's import package (empty in a checkout)
+    plugin_init: str = ""  # a plugin package's own __init__.py, rendered by its first onboarding
 
     def data(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +74,8 @@ class Destination(Protocol):
 
     def install(self, stage: Path, files: tuple[Path, ...]) -> None: ...
 
+    def added_lines(self, stage: Path) -> tuple[str, ...]: ...  # the registration lines a render added in ``stage``
+
     def recover(self) -> Any: ...  # journal.Recovery | None
 
     def lock(self, notify: Any = None) -> AbstractContextManager[None]: ...
@@ -84,3 +89,21 @@ class Destination(Protocol):
     def is_onboarded(self, module_name: str) -> bool: ...
 
     def dirty(self) -> tuple[str, ...]: ...
+
+
+CHECKOUT, PLUGIN = "checkout", "plugin"  # the two destinations, as the ``destination`` answer names them
+
+
+def at(root: Path, kind: str = CHECKOUT, package: str | None = None) -> Destination:
+    """The destination of ``kind`` at ``root`` (a plugin's import package read from it unless given)."""
+    from automodel_onboard.destination.checkout import Checkout
+    from automodel_onboard.destination.plugin import Plugin
+
+    return Plugin(root, package or None) if kind == PLUGIN else Checkout(root)
+
+
+def kind_of(root: Path) -> str:
+    """The destination a folder is: a NeMo AutoModel checkout, else a plugin (made before, or to make there)."""
+    from automodel_onboard.destination.checkout import REGISTRY
+
+    return CHECKOUT if (Path(root) / REGISTRY).is_file() else PLUGIN

@@ -18,6 +18,7 @@ from typing import Any
 
 from automodel_onboard.destination import Paths, Plan, journal, lock
 from automodel_onboard.errors import OnboardError
+from automodel_onboard.files import read_source
 from automodel_onboard.kinds import Kind
 from automodel_onboard.model import naming
 
@@ -119,6 +120,15 @@ class Checkout:
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             (folder / rel).write_bytes(data)
             self._staged_from[rel] = data
+
+    def added_lines(self, stage: Path) -> tuple[str, ...]:
+        from automodel_onboard.destination.registry_patch import new_lines
+
+        return tuple(
+            line
+            for rel in self.patched
+            for line in new_lines(self._staged_from[rel].decode("utf-8", "replace"), read_source(stage / rel))
+        )
 
     def install(self, stage: Path, files: tuple[Path, ...]) -> None:
         self.require_inside(files)

@@ -14,8 +14,9 @@ from typing import Any
 from jinja2 import Environment
 from jinja2.ext import Extension
 
-from automodel_onboard import kinds
-from automodel_onboard.destination.checkout import MODELS_PACKAGE, Checkout, config_registration, model_paths
+from automodel_onboard import destination, kinds
+from automodel_onboard.destination.checkout import MODELS_PACKAGE, config_registration, model_paths
+from automodel_onboard.destination.plugin import NEMO_AUTOMODEL_RANGE, package_for, plugin_paths
 from automodel_onboard.errors import OnboardError
 from automodel_onboard.layout import recipes
 from automodel_onboard.model import naming
@@ -79,9 +80,28 @@ def onboard_kind(name: str) -> dict[str, str]:
     return kinds.get(name, where="kind").template_data()
 
 
-def onboard_paths(module_name: str, kind: str, org: str) -> str:
+def onboard_paths(
+    module_name: str, kind: str, org: str, destination_kind: str = destination.CHECKOUT, plugin_package: str = ""
+) -> str:
     """Where the destination puts this model's files (JSON, for the computed ``paths`` answer)."""
-    return json.dumps(model_paths(module_name, kinds.get(kind, where="kind"), org).data())
+    found = kinds.get(kind, where="kind")
+    if destination_kind == destination.PLUGIN:
+        return json.dumps(plugin_paths(plugin_package, module_name, found, org).data())
+    return json.dumps(model_paths(module_name, found, org).data())
+
+
+def onboard_destination_kind(dst_path: str) -> str:
+    """``checkout`` for a NeMo AutoModel checkout (and Copier's scratch renders of one), else ``plugin``."""
+    root = Path(dst_path)
+    return destination.CHECKOUT if root.name.startswith(COPIER_SCRATCH) else destination.kind_of(root)
+
+
+def onboard_plugin_package(dst_path: str) -> str:
+    """The plugin's import package: recorded in its pyproject, else derived from the folder's name ("" if none)."""
+    try:
+        return package_for(Path(dst_path))
+    except OnboardError:
+        return ""
 
 
 def onboard_check_destination(
@@ -94,16 +114,21 @@ def onboard_check_destination(
     checked: bool,
     kind: str = "",
     allow_fewer_capabilities: bool = False,
+    destination_kind: str = destination.CHECKOUT,
+    plugin_package: str = "",
 ) -> str:
     """Empty when the destination may receive this model; else the refusal (a plain ``copier copy`` stops there).
 
     ``automodel-onboard new`` has already checked the real destination (``checked``), and a folder that holds this
     model's answers file is being updated, not created.
     """
-    dest = Checkout(Path(dst_path))
-    if checked or dest.root.name.startswith(COPIER_SCRATCH) or dest.is_onboarded(module_name):
+    root = Path(dst_path)
+    if checked or root.name.startswith(COPIER_SCRATCH):
         return ""
     try:
+        dest = destination.at(root, destination_kind, plugin_package)
+        if dest.is_onboarded(module_name):
+            return ""
         spec = spec_dict(model, revision, module_name, kind=kind)
         dest.check(
             spec,
@@ -117,13 +142,22 @@ def onboard_check_destination(
     return ""
 
 
-def onboard_registered_elsewhere(dst_path: str, architecture: str, module_name: str) -> str:
-    """``module:Class`` the destination's registry maps the architecture to, unless that is this model already."""
-    dest = Checkout(Path(dst_path))
-    if not dest.registry.is_file():
+def onboard_registered_elsewhere(
+    dst_path: str, architecture: str, module_name: str, destination_kind: str = destination.CHECKOUT
+) -> str:
+    """``module:Class`` the architecture resolves to before this onboarding, unless that is this model already.
+
+    In a checkout that is its registry's entry; for a plugin, NeMo AutoModel's own class (which it replaces).
+    """
+    root = Path(dst_path)
+    plugin = destination_kind == destination.PLUGIN
+    if not plugin and destination.kind_of(root) != destination.CHECKOUT:
         return ""
-    target = dest.registered(architecture)
-    if target is None or target[0] == f"{MODELS_PACKAGE}.{module_name}.model":
+    try:
+        target = destination.at(root, destination_kind).registered(architecture)
+    except OnboardError:
+        return ""
+    if target is None or (not plugin and target[0] == f"{MODELS_PACKAGE}.{module_name}.model"):
         return ""
     return f"{target[0]}:{target[1]}"
 
@@ -164,6 +198,9 @@ class OnboardExtension(Extension):
             onboard_kinds=onboard_kinds,
             onboard_kind=onboard_kind,
             onboard_paths=onboard_paths,
+            onboard_destination_kind=onboard_destination_kind,
+            onboard_plugin_package=onboard_plugin_package,
+            onboard_nemo_range=lambda _=None: NEMO_AUTOMODEL_RANGE,
             onboard_default_dataset=recipes.default_dataset,
             onboard_check_dataset=recipes.check_dataset,
             onboard_dataset=recipes.dataset,

@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from automodel_onboard.destination import Destination
-from automodel_onboard.destination.registry_patch import new_lines
 from automodel_onboard.errors import OnboardError
-from automodel_onboard.files import read_source
 
 COPIER_FILE = "copier.yml"
 Progress = Callable[[str], None]
@@ -83,6 +81,8 @@ class Answers:
     revision: str = ""
     replace: bool = False
     trust_remote_code: bool = False
+    destination: str = "checkout"  # or "plugin"
+    plugin_package: str = ""  # a plugin's import package
 
     def data(self) -> dict[str, Any]:
         return {
@@ -93,6 +93,8 @@ class Answers:
             "dataset": self.dataset,
             "replace": self.replace,
             "trust_remote_code": self.trust_remote_code,
+            "destination": self.destination,
+            **({"plugin_package": self.plugin_package} if self.plugin_package else {}),
         }
 
 
@@ -129,7 +131,6 @@ def render(
         stage = Path(tmp) / "checkout"
         stage.mkdir()
         dest.stage(stage)
-        before = {rel: read_source(stage / rel) for rel in dest.patched}
         progress("rendering the templates")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Copier's DirtyLocalWarning when run from a work tree
@@ -154,7 +155,7 @@ def render(
                 ) from exc
         patched = {stage / rel for rel in dest.patched}
         files = tuple(sorted(p.relative_to(stage) for p in stage.rglob("*") if p.is_file() and p not in patched))
-        added = tuple(line for rel in dest.patched for line in new_lines(before[rel], read_source(stage / rel)))
+        added = dest.added_lines(stage)
         progress("installing the rendered files")
         dest.install(stage, files)
     return Rendered(files=files, registry_lines=added)
@@ -178,4 +179,6 @@ def answers_for(spec: Mapping[str, Any], model: str, **overrides: Any) -> Answer
         dataset=overrides.get("dataset") or recipes.default_dataset(kind),
         replace=bool(overrides.get("replace")),
         trust_remote_code=bool(overrides.get("trust_remote_code")),
+        destination=overrides.get("destination") or "checkout",
+        plugin_package=overrides.get("plugin_package") or "",
     )

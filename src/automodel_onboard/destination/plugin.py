@@ -1,0 +1,441 @@
+"""The out-of-tree destination: a pip-installable plugin package that NeMo AutoModel finds through entry points.
+
+A plugin folder holds one distribution (``pyproject.toml``) with one import package under ``src/``; each onboarded
+model is a subpackage of it, with its tests, recipes and docs beside it as in a checkout. NeMo AutoModel 0.7.0 reads
+the entry-point group ``nemo_automodel.architectures`` when its registry is built (without importing anything) and
+skips a name it already implements, so an architecture NeMo has is never declared there: replacing it is a call the
+user makes (``register()`` of the model's package, NeMo's ``register_architecture(..., exist_ok=True)``).
+
+The package-level files are rendered once, by the first onboarding (Copier skips them when they exist); each
+onboarding then adds its line to the entry-point table and its row to the README's model table
+(:func:`register`). Nothing is written outside the plugin folder, and the folder itself is created only by an
+onboarding that succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from automodel_onboard.destination import Paths, Plan, journal, lock
+from automodel_onboard.destination.checkout import ANSWERS_FILE, dirty_files, missing_symbols
+from automodel_onboard.errors import OnboardError
+from automodel_onboard.files import atomic_write
+from automodel_onboard.kinds import Kind
+from automodel_onboard.model import naming
+
+PYPROJECT = Path("pyproject.toml")
+README = Path("README.md")
+SRC = Path("src")
+GROUP = "nemo_automodel.architectures"
+ENTRY_TABLE = f'[project.entry-points."{GROUP}"]'
+TOOL = "automodel-onboard"  # pyproject's [tool.automodel-onboard] table: what marks a plugin made by this tool
+# The NeMo AutoModel releases the templates target: their API (the symbols each kind imports) is the same.
+NEMO_AUTOMODEL_RANGE = ">=0.7.0,<0.8"
+MODELS_BEGIN = "<!-- models: begin (automodel-onboard adds a row per model) -->"
+MODELS_END = "<!-- models: end -->"
+DISTRIBUTION = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+def package_for(root: Path) -> str:
+    """The plugin's import package: recorded in its pyproject, else derived from the folder's name."""
+    recorded = _tool_table(root).get("package")
+    if recorded is not None:
+        return naming.check_module_name(recorded, where=str(root / PYPROJECT))
+    derived = re.sub(r"[^a-z0-9]+", "_", root.name.lower()).strip("_")
+    if derived[:1].isdigit():
+        derived = f"plugin_{derived}"
+    try:
+        return naming.check_module_name(derived, where="--plugin")
+    except OnboardError as err:
+        raise OnboardError(
+            f"no Python package name follows from the plugin folder's name {root.name[:80]!r}",
+            where=str(root),
+            fix="name the folder with letters, digits, dashes or underscores, starting with a letter "
+            "(for example my-models)",
+            code="invalid-name",
+        ) from err
+
+
+def distribution_for(package: str) -> str:
+    return package.replace("_", "-")
+
+
+def plugin_paths(package: str, module_name: str, kind: Kind, org: str) -> Paths:
+    folder = SRC / package / naming.check_module_name(module_name)
+    tests = Path("tests", module_name)
+    return Paths(
+        package=folder.as_posix(),
+        module=f"{package}.{module_name}",
+        tests=tests.as_posix(),
+        tests_depth=len(tests.parts),
+        recipe_dir=Path("examples", kind.recipe_family, module_name).as_posix(),
+        docs_dir=Path("docs", kind.docs_section, org).as_posix(),
+        answers_file=(folder / ANSWERS_FILE).as_posix(),
+        registry=PYPROJECT.as_posix(),
+        plugin_package=package,
+        plugin_init=(SRC / package / "__init__.py").as_posix(),
+    )
+
+
+def _tool_table(root: Path) -> dict[str, Any]:
+    path = root / PYPROJECT
+    if not path.is_file():
+        return {}
+    table = read_pyproject(path).get("tool", {}).get(TOOL)
+    return table if isinstance(table, dict) else {}
+
+
+def read_pyproject(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise OnboardError(
+            f"{path.name} of the plugin cannot be read as TOML: {exc}",
+            where=str(path),
+            fix="fix the file (or restore it from version control), then rerun",
+            code="plugin-pyproject",
+        ) from exc
+
+
+def entry_points(path: Path) -> dict[str, str]:
+    """The plugin's ``nemo_automodel.architectures`` entry points: architecture -> ``module:Class``."""
+    project = read_pyproject(path).get("project", {})
+    table = project.get("entry-points", {}).get(GROUP, {}) if isinstance(project, dict) else {}
+    return {str(k): str(v) for k, v in table.items()} if isinstance(table, dict) else {}
+
+
+def nemo_root() -> Path:
+    """The folder holding the installed ``nemo_automodel`` package, read (never imported) for the checks."""
+    registry = naming.installed_registry()
+    if registry is None:
+        raise OnboardError(
+            "NeMo AutoModel is not installed in this Python environment: a plugin is checked against it (its "
+            "symbols, the architectures it implements) and its generated tests run on it",
+            where="--plugin",
+            fix=f"pip install 'nemo-automodel{NEMO_AUTOMODEL_RANGE}' into this environment, then rerun",
+            code="automodel-not-installed",
+        )
+    return registry.parents[2]
+
+
+class Plugin:
+    """A plugin package folder as the destination of onboardings."""
+
+    def __init__(self, root: Path, package: str | None = None) -> None:
+        self.root = Path(root)
+        self.package = package or package_for(self.root)
+        self._staged_from: dict[Path, bytes] = {}
+
+    @property
+    def patched(self) -> tuple[Path, ...]:
+        """The package-level files an onboarding may edit: those an earlier one created (the first creates them).
+
+        The package's own ``__init__.py`` is among them so that Copier, which skips it when it exists, finds it in
+        the staging copy; it is installed only if changed, which it never is."""
+        package_files = (PYPROJECT, README, SRC / self.package / "__init__.py")
+        return tuple(rel for rel in package_files if (self.root / rel).is_file())
+
+    @property
+    def models(self) -> Path:
+        return self.root / SRC / self.package
+
+    def paths(self, module_name: str, kind: Kind, org: str) -> Paths:
+        return plugin_paths(self.package, module_name, kind, org)
+
+    def is_plugin(self) -> bool:
+        path = self.root / PYPROJECT
+        return path.is_file() and isinstance(read_pyproject(path).get("tool", {}).get(TOOL), dict)
+
+    def require(self) -> None:
+        """A plugin this tool made, or a folder to make one in (absent or empty); never anyone else's folder."""
+        if self.root.is_symlink() or (self.root.exists() and not self.root.is_dir()):
+            raise OnboardError(
+                f"{self.root} is not a folder",
+                where=str(self.root),
+                fix="pass --plugin a folder to create, or a plugin made by automodel-onboard",
+                code="not-a-plugin",
+            )
+        if not self.root.exists() or not any(self.root.iterdir()):
+            return
+        if not self.is_plugin():
+            raise OnboardError(
+                f"{self.root} is neither empty nor a plugin made by automodel-onboard (its {PYPROJECT} has no "
+                f"[tool.{TOOL}] table)",
+                where=str(self.root),
+                fix="pass --plugin a new or empty folder; to onboard into a NeMo AutoModel clone use --dest",
+                code="not-a-plugin",
+            )
+        table = ENTRY_TABLE
+        if table not in (self.root / PYPROJECT).read_text(encoding="utf-8").splitlines():
+            raise OnboardError(
+                f"the plugin's {PYPROJECT} has no {table} table line, where onboardings add their entry points",
+                where=str(self.root / PYPROJECT),
+                fix=f"restore the line {table} (the table may be empty)",
+                code="plugin-pyproject",
+            )
+
+    def answers_files(self) -> tuple[Path, ...]:
+        return tuple(p.relative_to(self.root) for p in sorted(self.models.glob(f"*/{ANSWERS_FILE}")))
+
+    def is_onboarded(self, module_name: str) -> bool:
+        return (self.models / module_name / ANSWERS_FILE).is_file()
+
+    def registered(self, architecture: str) -> tuple[str, str] | None:
+        """Where the architecture resolves: this plugin's entry point, else NeMo AutoModel's own class."""
+        from automodel_onboard.destination.registry_patch import read_registry
+
+        ours = entry_points(self.root / PYPROJECT).get(architecture) if self.patched else None
+        if ours is not None:
+            module, _, cls = ours.rpartition(":")
+            return module, cls
+        target = read_registry(nemo_root() / "nemo_automodel" / "_transformers" / "registry.py").arch_mapping
+        found = target.get(architecture)
+        return None if found is None else (found[0], found[1])
+
+    def register(self, spec: Mapping[str, Any], module_name: str, replace: bool) -> None:
+        """What the plugin task does (``copier.yml``), for an onboarding re-rendered outside Copier's tasks."""
+        register(
+            self.root,
+            architecture=spec["architecture"],
+            module_name=module_name,
+            package=self.package,
+            kind=spec["kind"],
+            replace=replace,
+        )
+
+    def planned(self, paths: Paths, module_name: str) -> tuple[Path, ...]:
+        return (
+            Path(paths.package),
+            Path(paths.tests),
+            Path(paths.recipe_dir),
+            Path(paths.docs_dir, f"{module_name}.mdx"),
+        )
+
+    def check(
+        self,
+        spec: Mapping[str, Any],
+        *,
+        module_name: str,
+        kind: Kind,
+        replace: bool = False,
+        allow_fewer_capabilities: bool = False,
+        symbols: Iterable[tuple[str, str]] | None = None,
+    ) -> Plan:
+        """Refuse (OnboardError) what would fail half-way or clobber work, before anything is written."""
+        self.require()
+        naming.check_module_name(module_name)
+        nemo = nemo_root()
+        missing = missing_symbols(nemo, kind.symbols if symbols is None else symbols)
+        if missing:
+            raise OnboardError(
+                f"the installed NeMo AutoModel lacks symbols the {kind.name} template imports: {', '.join(missing)}",
+                where=str(nemo / "nemo_automodel"),
+                fix=f"install a NeMo AutoModel release the templates target: pip install "
+                f"'nemo-automodel{NEMO_AUTOMODEL_RANGE}'",
+                code="missing-symbols",
+            )
+        existing = naming.folder_names(self.models)
+        free = naming.free_name(module_name, existing)
+        clash = naming.collision_of(module_name, existing)
+        if clash is not None:
+            raise OnboardError(
+                f"the plugin already has a model {clash}"
+                + (f" (differs from {module_name!r} only in case)" if clash != module_name else ""),
+                where=str(self.models / clash),
+                fix=f"to regenerate it run `automodel-onboard update --plugin {self.root} --name {clash}`; or "
+                f"rerun with `--name {free}`",
+                code="model-exists",
+            )
+        creates = self.planned(self.paths(module_name, kind, spec["org"]), module_name)
+        self.require_inside((*creates, *self.patched))
+        present = [str(p) for p in creates if (self.root / p).exists() or (self.root / p).is_symlink()]
+        if present:
+            raise OnboardError(
+                f"files the onboarding would create already exist: {', '.join(present)}",
+                where=str(self.root),
+                fix=f"move them away, or rerun with `--name {free}`",
+                code="model-exists",
+            )
+        architecture = spec["architecture"]
+        declared = entry_points(self.root / PYPROJECT).get(architecture) if self.patched else None
+        if declared is not None:
+            raise OnboardError(
+                f"the plugin already declares {architecture} (entry point {declared})",
+                where=str(self.root / PYPROJECT),
+                fix="update that model instead, or onboard another architecture",
+                code="already-registered",
+            )
+        current = self.registered(architecture)
+        replaces = None
+        if current is not None:
+            if not replace:
+                raise OnboardError(
+                    f"NeMo AutoModel already implements {architecture} ({current[0]}.{current[1]}); a plugin's entry "
+                    "point cannot override it (NeMo AutoModel skips such an entry point with a warning)",
+                    where=f"{GROUP} entry points",
+                    fix="rerun with `--replace` to generate a plugin model that replaces it only when you call its "
+                    "register() (NeMo AutoModel's register_architecture(..., exist_ok=True)), or onboard into a "
+                    "NeMo AutoModel clone with --dest",
+                    code="already-registered",
+                )
+            replaces = current
+        return Plan(
+            root=self.root,
+            module_name=module_name,
+            architecture=architecture,
+            creates=creates,
+            replaces=replaces,
+            dirty=self.dirty(),
+        )
+
+    def require_inside(self, paths: Iterable[Path]) -> None:
+        """Refuse paths that a symlinked folder would take outside the plugin (or that are symlinks themselves)."""
+        root = self.root.resolve()
+        for rel in paths:
+            target = self.root / rel
+            if target.is_symlink() or not target.resolve().is_relative_to(root):
+                raise OnboardError(
+                    f"{rel} is a symlink or resolves outside the plugin folder {root}",
+                    where=str(target),
+                    fix="replace the link with a real folder or file (or pass another --name)",
+                    code="symlink-outside",
+                )
+
+    def stage(self, folder: Path) -> None:
+        """Make ``folder`` a staging copy: the package-level files an install edits, as they are."""
+        self._staged_from = {}
+        for rel in self.patched:
+            data = (self.root / rel).read_bytes()
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+            self._staged_from[rel] = data
+
+    def added_lines(self, stage: Path) -> tuple[str, ...]:
+        """The entry-point lines and README rows the render added (those of a new plugin's files included)."""
+        before = {rel: self._staged_from.get(rel, b"").decode("utf-8", "replace") for rel in (PYPROJECT, README)}
+        after = {rel: (stage / rel).read_text("utf-8") if (stage / rel).is_file() else "" for rel in before}
+        entries = _entry_lines(after[PYPROJECT]) - _entry_lines(before[PYPROJECT])
+        rows = _model_rows(after[README]) - _model_rows(before[README])
+        return (*sorted(entries), *sorted(rows))
+
+    def install(self, stage: Path, files: tuple[Path, ...]) -> None:
+        self.require_inside(files)
+        journal.install(stage, self.root, files, dict(self._staged_from))
+
+    def recover(self) -> journal.Recovery | None:
+        return journal.recover(self.root) if self.root.is_dir() else None
+
+    @contextlib.contextmanager
+    def lock(self, notify: Callable[[str], None] | None = None) -> Iterator[None]:
+        """One writer at a time, on the plugin folder (created for the lock; removed again if left empty)."""
+        created = not self.root.exists()
+        if created:
+            self.root.mkdir(parents=True)
+        try:
+            with lock.held(self.root, **({"notify": notify} if notify else {})):
+                yield
+        finally:
+            if created and self.root.is_dir() and not any(self.root.iterdir()):
+                self.root.rmdir()
+
+    def dirty(self) -> tuple[str, ...]:
+        return dirty_files(self.root) if (self.root / ".git").exists() else ()
+
+
+def register(
+    root: Path, *, architecture: str, module_name: str, package: str, kind: str, replace: bool
+) -> tuple[str, ...]:
+    """Declare the model in the plugin at ``root``: its entry point (unless it replaces one of NeMo AutoModel's, which
+    no entry point can) and its README row. Idempotent; returns the lines added."""
+    naming.check_architecture(architecture)
+    module = f"{naming.check_module_name(package)}.{naming.check_module_name(module_name)}.model"
+    added: list[str] = []
+    if not replace:
+        line = f'{architecture} = "{module}:{architecture}"'
+        added += _add_to_table(root / PYPROJECT, line, architecture, f"{module}:{architecture}")
+    how = f"replaces NeMo AutoModel's once `{package}.{module_name}.register()` is called" if replace else "entry point"
+    added += _add_readme_row(root / README, f"| `{module_name}` | `{architecture}` | {kind} | {how} |", module_name)
+    return tuple(added)
+
+
+def _add_to_table(path: Path, line: str, name: str, value: str) -> list[str]:
+    declared = entry_points(path)
+    if declared.get(name) == value:
+        return []
+    if name in declared:
+        raise OnboardError(
+            f"{path.name} already declares the entry point {name} = {declared[name]!r}",
+            where=str(path),
+            fix="update that model instead, or onboard another architecture",
+            code="already-registered",
+        )
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    try:
+        start = next(i for i, text in enumerate(lines) if text.strip() == ENTRY_TABLE)
+    except StopIteration:
+        raise OnboardError(
+            f"{path.name} has no {ENTRY_TABLE} table line",
+            where=str(path),
+            fix=f"restore the line {ENTRY_TABLE} (the table may be empty)",
+            code="plugin-pyproject",
+        ) from None
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1  # after the table's last entry, before the blank lines that close it
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    lines.insert(end, line + "\n")
+    text = "".join(lines)
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # a table the user reshaped (multi-line values, say)
+        raise OnboardError(
+            f"adding the entry point to {path.name} would not leave valid TOML ({exc})",
+            where=str(path),
+            fix=f"add the line by hand at the end of {ENTRY_TABLE}: {line}",
+            code="plugin-pyproject",
+        ) from exc
+    atomic_write(path, text.encode("utf-8"))
+    return [line]
+
+
+def _add_readme_row(path: Path, row: str, module_name: str) -> list[str]:
+    """The row goes between the README's markers; a README without them (rewritten by its owner) is left as it is."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    stripped = [line.strip() for line in lines]
+    if MODELS_BEGIN not in stripped or MODELS_END not in stripped:
+        return []
+    begin, end = stripped.index(MODELS_BEGIN), stripped.index(MODELS_END)
+    if any(s.startswith(f"| `{module_name}` |") for s in stripped[begin:end]):
+        return []
+    lines.insert(end, row + "\n")
+    atomic_write(path, "".join(lines).encode("utf-8"))
+    return [row]
+
+
+def _entry_lines(text: str) -> set[str]:
+    lines = text.splitlines()
+    if ENTRY_TABLE not in (line.strip() for line in lines):
+        return set()
+    start = [line.strip() for line in lines].index(ENTRY_TABLE)
+    found = set()
+    for line in lines[start + 1 :]:
+        if line.lstrip().startswith("["):
+            break
+        if "=" in line and not line.lstrip().startswith("#"):
+            found.add(line.strip())
+    return found
+
+
+def _model_rows(text: str) -> set[str]:
+    lines = [line.strip() for line in text.splitlines()]
+    if MODELS_BEGIN not in lines or MODELS_END not in lines:
+        return set()
+    return {line for line in lines[lines.index(MODELS_BEGIN) + 1 : lines.index(MODELS_END)] if line}
