@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,8 +18,9 @@ import pytest
 import yaml
 from conftest import CONFIGS
 
+from automodel_onboard import kinds
 from automodel_onboard.commands import new as onboard
-from automodel_onboard.destination.plugin import GROUP, MODELS_BEGIN, MODELS_END
+from automodel_onboard.destination.plugin import GROUP, MODELS_BEGIN, MODELS_END, Plugin
 from automodel_onboard.errors import OnboardError
 
 OLMO = CONFIGS / "allenai__OLMo-1B-hf.json"
@@ -223,3 +225,148 @@ def test_the_plugins_generated_tests_pass_through_its_entry_point(tmp_path, with
     assert report.verification.passed, report.verification.output[-3000:]
     assert verdicts["test_registry_resolves_architecture"] == "passed"
     assert not list(plugin.rglob("*.egg-info")) and not (plugin / "build").exists()
+
+
+@pytest.mark.slow
+def test_a_local_config_class_is_registered_when_the_architecture_resolves(tmp_path, without_long_runs, monkeypatch):
+    """A model whose reference is its checkpoint's own code: the plugin ships its config class, registered by the
+    package the entry point imports; a generated test loads the checkpoint through NeMo AutoModel's auto class in a
+    fresh process, without trust_remote_code, after resolving the architecture through the entry point."""
+    from test_remote_code import toy_folder
+
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
+    folder, _ = toy_folder(tmp_path)
+    plugin = tmp_path / "models"
+    report = onboard.new(onboard.Request(model=str(folder), dest=plugin, plugin=True, trust_remote_code=True))
+    verdicts = {v.name: v.outcome for v in report.verification.verdicts}
+    assert report.verification.passed, report.verification.output[-4000:]
+    fresh = "test_the_auto_class_loads_the_checkpoint_with_the_local_config_in_a_fresh_process"
+    assert verdicts[fresh] == "passed" and verdicts["test_registry_registers_the_local_config"] == "passed"
+    assert pyproject(plugin)["project"]["entry-points"][GROUP] == {
+        "ToyLlamaForCausalLM": "models.toy_llama.model:ToyLlamaForCausalLM"
+    }
+    init = (plugin / "src/models/toy_llama/__init__.py").read_text()
+    assert 'AutoConfig.register("toy_llama", ToyLlamaConfig, exist_ok=True)' in init
+
+
+def test_update_merges_a_template_change_into_one_plugin_model(tmp_path):
+    """``update --plugin``: the model's answers drive ``copier update`` in a clone; the user's edit survives, the
+    package-level files keep theirs, and the entry point is counted once."""
+    from test_update import USER_FUNCTION, add_after_docstring_line, commit_all, git, release
+
+    from automodel_onboard.commands import update
+    from automodel_onboard.render import copier_ext, copier_run
+
+    template = tmp_path / "template"
+    template.mkdir()
+    shutil.copy2(REPO / "copier.yml", template / "copier.yml")
+    shutil.copytree(REPO / "templates", template / "templates", ignore=shutil.ignore_patterns("__pycache__"))
+    git(template, "-c", "init.defaultBranch=main", "init", "-q")
+    commit_all(template, "template v0.1.0")
+    git(template, "tag", "v0.1.0")
+    plugin = tmp_path / "models"
+    dest = Plugin(plugin, "models")
+    spec = copier_ext.spec_dict(str(OLMO), "", "olmo")
+    answers = copier_run.answers_for(spec, str(OLMO), destination="plugin", plugin_package="models")
+    with dest.lock():
+        dest.check(spec, module_name="olmo", kind=kinds.get("dense"))
+        copier_run.render(dest, answers, spec, template=template)
+    model = plugin / "src/models/olmo/model.py"
+    model.write_text(model.read_text() + USER_FUNCTION)
+    readme = plugin / "README.md"
+    readme.write_text(readme.read_text() + "\nOur own words.\n")
+    git(plugin, "-c", "init.defaultBranch=main", "init", "-q")
+    commit_all(plugin, "plugin with olmo")
+    release(template, "v0.2.0", add_after_docstring_line("Regenerated from template v0.2.0."))
+
+    report = update.update(plugin, ["olmo"], template=template, plugin=True)
+
+    (result,) = report.models
+    text = model.read_text()
+    assert "\nRegenerated from template v0.2.0.\n" in text and text.endswith(USER_FUNCTION)
+    assert (result.old_commit, result.new_commit) == ("v0.1.0", "v0.2.0")
+    assert set(result.files_changed) == {"src/models/olmo/model.py", "src/models/olmo/.copier-answers.yml"}
+    assert result.conflicts == () and report.ok
+    assert (result.registry_entries, result.registry_text_entries, result.registry_expected) == (1, 1, 1)
+    assert readme.read_text().endswith("\nOur own words.\n")
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["new-plugin", "second-model"])
+def test_a_failure_while_installing_leaves_the_plugin_as_it_was(tmp_path, monkeypatch, first):
+    from automodel_onboard.destination import journal
+
+    plugin = tmp_path / "models"
+    if not first:
+        onboard_into(plugin, OLMO)
+    before = tree(tmp_path)
+    real_copy, calls = journal._copy_in, []
+
+    def failing_copy(source, target):
+        calls.append(target)
+        if len(calls) == 4:
+            raise OSError("disk full")
+        real_copy(source, target)
+
+    monkeypatch.setattr(journal, "_copy_in", failing_copy)
+    with pytest.raises(OSError, match="disk full"):
+        onboard_into(plugin, OLMOE)
+    assert len(calls) == 4
+    assert tree(tmp_path) == before
+    assert plugin.exists() != first  # a plugin folder this run created is gone again
+
+
+def test_a_failing_plugin_task_writes_nothing(tmp_path, monkeypatch):
+    """The task refuses in the staging copy (an entry point the checks were told to overlook): nothing lands."""
+    plugin = tmp_path / "models"
+    onboard_into(plugin, OLMO)
+    before = tree(plugin)
+    from automodel_onboard.destination import plugin as destination
+
+    monkeypatch.setattr(destination, "entry_points", lambda path: {})  # the checks overlook the declared entry
+    with pytest.raises(OnboardError) as err:
+        onboard_into(plugin, OLMO, name="olmo_two")
+    assert err.value.code == "render-failed" and "plugin_task" in err.value.what
+    assert tree(plugin) == before
+
+
+KILL_AFTER = """
+import os, signal, sys
+from automodel_onboard.commands.cli import main
+from automodel_onboard.destination import journal
+
+calls = []
+real = journal._copy_in
+
+def dying_copy(source, target):
+    calls.append(target)
+    if (target.name == "pyproject.toml") if sys.argv[1] == "pyproject" else len(calls) == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(source, target)
+
+journal._copy_in = dying_copy
+main(["new", sys.argv[2], "--plugin", sys.argv[3], "--no-verify"])
+"""
+
+
+@pytest.mark.parametrize("kill_at", ["2", "pyproject"])
+def test_a_run_killed_between_writes_is_rolled_back_by_the_next(tmp_path, kill_at):
+    plugin = tmp_path / "models"
+    onboard_into(plugin, OLMO)
+    before = tree(plugin)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER, kill_at, str(OLMOE), str(plugin)], env=env, capture_output=True, text=True
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert tree(plugin) != before, "the kill left partial files behind"
+    again = subprocess.run(
+        [sys.executable, "-m", "automodel_onboard.commands.cli", "new", str(OLMOE), "--plugin", str(plugin)]
+        + ["--no-verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "was interrupted" in again.stderr + again.stdout
+    entries = pyproject(plugin)["project"]["entry-points"][GROUP]
+    assert set(entries) == {"OlmoForCausalLM", "OlmoeForCausalLM"}

@@ -133,10 +133,9 @@ def _folder(root: Path, config: dict, modules: dict[str, str]) -> Path:
     return root
 
 
-@pytest.fixture
-def toy(tmp_path) -> tuple[Path, Path]:
-    """A checkpoint folder whose model is Llama 3.2 under model_type toy_llama, and its import marker."""
-    marker = tmp_path / "imported.marker"
+def toy_folder(root: Path) -> tuple[Path, Path]:
+    """A checkpoint folder (``root/toy``) whose model is Llama 3.2 under model_type toy_llama, and its import marker."""
+    marker = root / "imported.marker"
     config = {
         **load_config("meta-llama__Llama-3.2-3B.json"),
         "model_type": "toy_llama",
@@ -150,7 +149,12 @@ def toy(tmp_path) -> tuple[Path, Path]:
         "configuration_toy": TOY_CONFIGURATION.format(marker=str(marker)),
         "modeling_toy": TOY_MODELING.format(marker=str(marker)),
     }
-    return _folder(tmp_path / "toy", config, modules), marker
+    return _folder(root / "toy", config, modules), marker
+
+
+@pytest.fixture
+def toy(tmp_path) -> tuple[Path, Path]:
+    return toy_folder(tmp_path)
 
 
 def test_without_the_flag_the_code_is_refused_unrun(checkout, toy):

@@ -150,9 +150,9 @@ def test_conflicting_edit_is_reported_with_inline_markers(project):
 
 
 def _args(checkout: Path, template: Path) -> argparse.Namespace:
-    return argparse.Namespace(
-        dest=str(checkout), all=False, name=[NAME], template=str(template), vcs_ref=None, conflict="inline"
-    )
+    parser = argparse.ArgumentParser()
+    update.add_update_parser(parser.add_subparsers())
+    return parser.parse_args(["update", "--dest", str(checkout), "--name", NAME, "--template", str(template)])
 
 
 @pytest.fixture

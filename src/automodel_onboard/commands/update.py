@@ -36,6 +36,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from automodel_onboard import destination
+from automodel_onboard.destination import Destination
 from automodel_onboard.destination.checkout import Checkout
 from automodel_onboard.errors import OnboardError
 from automodel_onboard.files import atomic_write
@@ -57,12 +59,14 @@ class ModelUpdate:
     new_commit: str | None
     files_changed: tuple[str, ...]  # relative to the checkout
     conflicts: tuple[str, ...]  # files holding conflict markers, and .rej files
-    registry_entries: int  # entries for the architecture in the parsed MODEL_ARCH_MAPPING
+    registry_entries: int  # entries for the architecture in the parsed MODEL_ARCH_MAPPING (a plugin's entry points)
     registry_text_entries: int  # occurrences of the architecture as a key in the table's source text
+    registry: str = "MODEL_ARCH_MAPPING"  # the table counted
+    registry_expected: int = 1  # a plugin model replacing NeMo AutoModel's own has no entry point
 
     @property
     def registry_ok(self) -> bool:
-        return self.registry_entries == 1 and self.registry_text_entries == 1
+        return self.registry_entries == self.registry_text_entries == self.registry_expected
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,9 @@ def update(
     template: Path | None = None,
     vcs_ref: str | None = None,
     conflict: str = "inline",
+    plugin: bool = False,
 ) -> UpdateReport:
-    """Update the onboarded models ``names`` (None: every one found) in the checkout ``dest``.
+    """Update the onboarded models ``names`` (None: every one found) in the checkout (or ``plugin``) ``dest``.
 
     ``template`` overrides the template path the answers record; ``vcs_ref`` is the template version to update to
     (default: its newest). Raises OnboardError, with ``dest`` untouched, for a refusal or a failed update.
@@ -108,7 +113,11 @@ def update(
         raise OnboardError(
             f"unknown conflict mode {conflict!r}", where="conflict", fix=f"use one of {', '.join(CONFLICT_MODES)}"
         )
-    checkout = Checkout(dest)
+    if plugin and not dest.is_dir():
+        raise OnboardError(
+            f"{dest} is not a folder", where=str(dest), fix="pass the plugin's folder", code="not-a-plugin"
+        )
+    checkout = destination.at(dest, destination.PLUGIN if plugin else destination.CHECKOUT)
     checkout.require()
     with checkout.lock(), tempfile.TemporaryDirectory(prefix="automodel-onboard-update-") as tmp:
         _require_clean_repository(checkout)
@@ -119,10 +128,10 @@ def update(
         _require_disjoint(staged, dest)
         for clone, result in staged:
             _copy_back(clone, dest, result.files_changed)
-        return UpdateReport(dest, tuple(_with_registry_counts(dest, result) for _, result in staged))
+        return UpdateReport(dest, tuple(_with_registry_counts(checkout, result) for _, result in staged))
 
 
-def onboarded_models(dest: Checkout) -> tuple[_Onboarded, ...]:
+def onboarded_models(dest: Destination) -> tuple[_Onboarded, ...]:
     """Every model of the checkout that has an answers file, by name."""
     found = []
     for rel in dest.answers_files():
@@ -131,7 +140,7 @@ def onboarded_models(dest: Checkout) -> tuple[_Onboarded, ...]:
     return tuple(found)
 
 
-def _select(models: Sequence[_Onboarded], names: Sequence[str] | None, dest: Checkout) -> tuple[_Onboarded, ...]:
+def _select(models: Sequence[_Onboarded], names: Sequence[str] | None, dest: Any) -> tuple[_Onboarded, ...]:
     by_name = {m.name: m for m in models}
     if not by_name:
         raise OnboardError(
@@ -151,7 +160,7 @@ def _select(models: Sequence[_Onboarded], names: Sequence[str] | None, dest: Che
     return tuple(by_name[n] for n in dict.fromkeys(names)) if names else tuple(by_name.values())
 
 
-def _require_clean_repository(checkout: Checkout) -> None:
+def _require_clean_repository(checkout: Destination) -> None:
     dest = checkout.root
     top = _git(dest, "rev-parse", "--show-toplevel", check=False)
     if top.returncode != 0 or Path(top.stdout.strip()).resolve() != dest:
@@ -225,11 +234,19 @@ def _update_in_clone(
 
 
 def _register(checkout: Path, name: str, answers: Mapping[str, Any]) -> str:
-    """What copier.yml's registry task does, in ``checkout``; returns the architecture."""
+    """What copier.yml's registry (or plugin) task does, in ``checkout``; returns the architecture."""
     from automodel_onboard.render.copier_ext import spec_dict
 
-    spec = spec_dict(str(answers["model"]), str(answers.get("revision") or ""), name)
-    Checkout(checkout).register(spec, name, replace=bool(answers.get("replace")))
+    model, revision, trusted = (
+        str(answers["model"]),
+        str(answers.get("revision") or ""),
+        answers.get("trust_remote_code"),
+    )
+    spec = spec_dict(model, revision, name, bool(trusted), str(answers.get("kind") or ""))
+    where = destination.at(
+        checkout, str(answers.get("destination") or destination.CHECKOUT), answers.get("plugin_package")
+    )
+    where.register(spec, name, replace=bool(answers.get("replace")))
     return spec["architecture"]
 
 
@@ -291,11 +308,24 @@ def _copy_back(clone: Path, dest: Path, files: Sequence[str]) -> None:
 # The registry entry count
 
 
-def _with_registry_counts(dest: Path, result: ModelUpdate) -> ModelUpdate:
+def _with_registry_counts(dest: Destination, result: ModelUpdate) -> ModelUpdate:
     from dataclasses import replace
 
-    parsed, text = registry_counts(Checkout(dest).registry, result.architecture)
-    return replace(result, registry_entries=parsed, registry_text_entries=text)
+    if isinstance(dest, Checkout):
+        parsed, text = registry_counts(dest.registry, result.architecture)
+        return replace(result, registry_entries=parsed, registry_text_entries=text)
+    from automodel_onboard.destination.plugin import PYPROJECT, entry_counts
+
+    answers = yaml.safe_load((dest.models / result.name / ".copier-answers.yml").read_text(encoding="utf-8")) or {}
+    parsed, text = entry_counts(dest.root / PYPROJECT, result.architecture)
+    expected = 0 if answers.get("replace") else 1
+    return replace(
+        result,
+        registry_entries=parsed,
+        registry_text_entries=text,
+        registry=f"{PYPROJECT}'s entry points",
+        registry_expected=expected,
+    )
 
 
 def registry_counts(registry: Path, architecture: str) -> tuple[int, int]:
@@ -356,7 +386,9 @@ def _first_line(exc: BaseException) -> str:
 
 def add_update_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("update", help="regenerate onboarded models from a newer template version")
-    p.add_argument("--dest", required=True, help="root of the NeMo AutoModel checkout (a clean git work tree)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--dest", help="root of the NeMo AutoModel checkout (a clean git work tree)")
+    where.add_argument("--plugin", help="folder of a plugin package made by `new --plugin` (a clean git work tree)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--name", action="append", help="model to update (repeatable)")
     which.add_argument("--all", action="store_true", help="update every model that has an answers file")
@@ -370,11 +402,12 @@ def add_update_parser(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_update(args: argparse.Namespace, out: TextIO, err_out: TextIO) -> int:
     """0 when every model updated cleanly, 1 with conflicts or a wrong registry count, 2 for a refusal."""
     report = update(
-        Path(args.dest),
+        Path(args.plugin or args.dest),
         None if args.all else args.name,
         template=Path(args.template) if args.template else None,
         vcs_ref=args.vcs_ref,
         conflict=args.conflict,
+        plugin=args.plugin is not None,
     )
     print(report_text(report), file=out)
     return EXIT_OK if report.ok else EXIT_CONFLICTS
@@ -388,8 +421,8 @@ def report_text(report: UpdateReport) -> str:
         lines += [f"    CONFLICT {path}" for path in m.conflicts]
         state = "ok" if m.registry_ok else "WRONG"
         lines.append(
-            f"    registry: {m.architecture} has {m.registry_entries} entry in MODEL_ARCH_MAPPING "
-            f"({m.registry_text_entries} in its text): {state}"
+            f"    registry: {m.architecture} has {m.registry_entries} entry in {m.registry} "
+            f"({m.registry_text_entries} in its text; {m.registry_expected} expected): {state}"
         )
     if report.conflicts:
         lines.append(

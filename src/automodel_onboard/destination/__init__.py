@@ -50,6 +50,62 @@ class Plan:
     fewer_capabilities: tuple[str, ...] = ()  # what the replaced class declares and ours does not (when allowed)
 
 
+ANSWERS_FILE = ".copier-answers.yml"  # each model's Copier answers, in its package
+
+
+class Staged:
+    """What both destinations share: the paths an onboarding creates, staged beside the files it edits (``patched``)
+    and installed all or nothing under a journal; each model's answers file in its package under ``models``."""
+
+    root: Path
+    models: Path
+    patched: tuple[Path, ...]
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._staged_from: dict[Path, bytes] = {}
+
+    @staticmethod
+    def planned(paths: Paths, module_name: str) -> tuple[Path, ...]:
+        """Every path the onboarding creates, relative to the root (the patched files are edited, not created)."""
+        return (
+            Path(paths.package),
+            Path(paths.tests),
+            Path(paths.recipe_dir),
+            Path(paths.docs_dir, f"{module_name}.mdx"),
+        )
+
+    def answers_files(self) -> tuple[Path, ...]:
+        """The answers file of every model onboarded with this tool, relative to the root."""
+        return tuple(p.relative_to(self.root) for p in sorted(self.models.glob(f"*/{ANSWERS_FILE}")))
+
+    def is_onboarded(self, module_name: str) -> bool:
+        return (self.models / module_name / ANSWERS_FILE).is_file()
+
+    def stage(self, folder: Path) -> None:
+        """Make ``folder`` a staging copy for Copier to render into: the files an install patches, as they are."""
+        self._staged_from = {}
+        for rel in self.patched:
+            data = (self.root / rel).read_bytes()
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+            self._staged_from[rel] = data
+
+    def install(self, stage: Path, files: tuple[Path, ...]) -> None:
+        from automodel_onboard.destination import journal
+
+        self.require_inside(files)
+        journal.install(stage, self.root, files, dict(self._staged_from))
+
+    def recover(self) -> Any:
+        from automodel_onboard.destination import journal
+
+        return journal.recover(self.root) if self.root.is_dir() else None
+
+    def require_inside(self, paths: Iterable[Path]) -> None:
+        raise NotImplementedError
+
+
 class Destination(Protocol):
     """What rendering, installing, updating and verifying need from a destination."""
 

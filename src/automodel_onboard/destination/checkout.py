@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from automodel_onboard.destination import Paths, Plan, journal, lock
+from automodel_onboard.destination import ANSWERS_FILE, Paths, Plan, Staged, lock
 from automodel_onboard.errors import OnboardError
 from automodel_onboard.files import read_source
 from automodel_onboard.kinds import Kind
@@ -26,7 +26,6 @@ REGISTRY = Path("nemo_automodel", "_transformers", "registry.py")
 MODELS = Path("nemo_automodel", "components", "models")
 MODELS_PACKAGE = ".".join(MODELS.parts)
 TESTS = Path("tests", "unit_tests", "models")
-ANSWERS_FILE = ".copier-answers.yml"
 
 
 def model_paths(module_name: str, kind: Kind, org: str) -> Paths:
@@ -43,14 +42,10 @@ def model_paths(module_name: str, kind: Kind, org: str) -> Paths:
     )
 
 
-class Checkout:
+class Checkout(Staged):
     """A NeMo AutoModel checkout as the destination of onboardings."""
 
     patched = (REGISTRY,)  # the files an install edits rather than creates (installed last)
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self._staged_from: dict[Path, bytes] = {}
 
     @property
     def registry(self) -> Path:
@@ -77,13 +72,6 @@ class Checkout:
     def existing_models(self) -> frozenset[str]:
         return naming.folder_names(self.models)
 
-    def answers_files(self) -> tuple[Path, ...]:
-        """The answers file of every model onboarded with this tool, relative to the root."""
-        return tuple(p.relative_to(self.root) for p in sorted(self.models.glob(f"*/{ANSWERS_FILE}")))
-
-    def is_onboarded(self, module_name: str) -> bool:
-        return (self.models / module_name / ANSWERS_FILE).is_file()
-
     def registered(self, architecture: str) -> tuple[str, str] | None:
         """The (module, class) the registry maps ``architecture`` to, if any."""
         from automodel_onboard.destination.registry_patch import read_registry
@@ -104,23 +92,6 @@ class Checkout:
             replace=replace,
         )
 
-    def planned(self, paths: Paths, module_name: str) -> tuple[Path, ...]:
-        """Every path the onboarding creates, relative to the root (the registry is patched, not created)."""
-        return (
-            Path(paths.package),
-            Path(paths.tests),
-            Path(paths.recipe_dir),
-            Path(paths.docs_dir, f"{module_name}.mdx"),
-        )
-
-    def stage(self, folder: Path) -> None:
-        """Make ``folder`` a staging copy for Copier to render into: the files an install patches, as they are."""
-        for rel in self.patched:
-            data = (self.root / rel).read_bytes()
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_bytes(data)
-            self._staged_from[rel] = data
-
     def added_lines(self, stage: Path) -> tuple[str, ...]:
         from automodel_onboard.destination.registry_patch import new_lines
 
@@ -129,13 +100,6 @@ class Checkout:
             for rel in self.patched
             for line in new_lines(self._staged_from[rel].decode("utf-8", "replace"), read_source(stage / rel))
         )
-
-    def install(self, stage: Path, files: tuple[Path, ...]) -> None:
-        self.require_inside(files)
-        journal.install(stage, self.root, files, {rel: self._staged_from[rel] for rel in self.patched})
-
-    def recover(self) -> journal.Recovery | None:
-        return journal.recover(self.root)
 
     def lock(self, notify: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[None]:
         """One writer at a time: held from the first check to the last write of ``new``, ``update`` and the task."""

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from automodel_onboard.destination import Paths, Plan, journal, lock
-from automodel_onboard.destination.checkout import ANSWERS_FILE, dirty_files, missing_symbols
+from automodel_onboard.destination import ANSWERS_FILE, Paths, Plan, Staged, lock
+from automodel_onboard.destination.checkout import dirty_files, missing_symbols
 from automodel_onboard.errors import OnboardError
 from automodel_onboard.files import atomic_write
 from automodel_onboard.kinds import Kind
@@ -123,13 +123,12 @@ def nemo_root() -> Path:
     return registry.parents[2]
 
 
-class Plugin:
+class Plugin(Staged):
     """A plugin package folder as the destination of onboardings."""
 
     def __init__(self, root: Path, package: str | None = None) -> None:
-        self.root = Path(root)
+        super().__init__(root)
         self.package = package or package_for(self.root)
-        self._staged_from: dict[Path, bytes] = {}
 
     @property
     def patched(self) -> tuple[Path, ...]:
@@ -179,12 +178,6 @@ class Plugin:
                 code="plugin-pyproject",
             )
 
-    def answers_files(self) -> tuple[Path, ...]:
-        return tuple(p.relative_to(self.root) for p in sorted(self.models.glob(f"*/{ANSWERS_FILE}")))
-
-    def is_onboarded(self, module_name: str) -> bool:
-        return (self.models / module_name / ANSWERS_FILE).is_file()
-
     def registered(self, architecture: str) -> tuple[str, str] | None:
         """Where the architecture resolves: this plugin's entry point, else NeMo AutoModel's own class."""
         from automodel_onboard.destination.registry_patch import read_registry
@@ -208,14 +201,6 @@ class Plugin:
             replace=replace,
         )
 
-    def planned(self, paths: Paths, module_name: str) -> tuple[Path, ...]:
-        return (
-            Path(paths.package),
-            Path(paths.tests),
-            Path(paths.recipe_dir),
-            Path(paths.docs_dir, f"{module_name}.mdx"),
-        )
-
     def check(
         self,
         spec: Mapping[str, Any],
@@ -230,7 +215,10 @@ class Plugin:
         self.require()
         naming.check_module_name(module_name)
         nemo = nemo_root()
-        missing = missing_symbols(nemo, kind.symbols if symbols is None else symbols)
+        wanted = list(kind.symbols if symbols is None else symbols)
+        if replace:  # the model's register() calls it
+            wanted.append(("nemo_automodel._transformers.registry", "register_architecture"))
+        missing = missing_symbols(nemo, wanted)
         if missing:
             raise OnboardError(
                 f"the installed NeMo AutoModel lacks symbols the {kind.name} template imports: {', '.join(missing)}",
@@ -306,29 +294,13 @@ class Plugin:
                     code="symlink-outside",
                 )
 
-    def stage(self, folder: Path) -> None:
-        """Make ``folder`` a staging copy: the package-level files an install edits, as they are."""
-        self._staged_from = {}
-        for rel in self.patched:
-            data = (self.root / rel).read_bytes()
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_bytes(data)
-            self._staged_from[rel] = data
-
     def added_lines(self, stage: Path) -> tuple[str, ...]:
         """The entry-point lines and README rows the render added (those of a new plugin's files included)."""
         before = {rel: self._staged_from.get(rel, b"").decode("utf-8", "replace") for rel in (PYPROJECT, README)}
         after = {rel: (stage / rel).read_text("utf-8") if (stage / rel).is_file() else "" for rel in before}
-        entries = _entry_lines(after[PYPROJECT]) - _entry_lines(before[PYPROJECT])
+        entries = set(_entry_lines(after[PYPROJECT])) - set(_entry_lines(before[PYPROJECT]))
         rows = _model_rows(after[README]) - _model_rows(before[README])
         return (*sorted(entries), *sorted(rows))
-
-    def install(self, stage: Path, files: tuple[Path, ...]) -> None:
-        self.require_inside(files)
-        journal.install(stage, self.root, files, dict(self._staged_from))
-
-    def recover(self) -> journal.Recovery | None:
-        return journal.recover(self.root) if self.root.is_dir() else None
 
     @contextlib.contextmanager
     def lock(self, notify: Callable[[str], None] | None = None) -> Iterator[None]:
@@ -420,17 +392,17 @@ def _add_readme_row(path: Path, row: str, module_name: str) -> list[str]:
     return [row]
 
 
-def _entry_lines(text: str) -> set[str]:
-    lines = text.splitlines()
-    if ENTRY_TABLE not in (line.strip() for line in lines):
-        return set()
-    start = [line.strip() for line in lines].index(ENTRY_TABLE)
-    found = set()
-    for line in lines[start + 1 :]:
-        if line.lstrip().startswith("["):
+def _entry_lines(text: str) -> list[str]:
+    """The entry lines of the plugin's entry-point table, as written."""
+    lines = [line.strip() for line in text.splitlines()]
+    if ENTRY_TABLE not in lines:
+        return []
+    found = []
+    for line in lines[lines.index(ENTRY_TABLE) + 1 :]:
+        if line.startswith("["):
             break
-        if "=" in line and not line.lstrip().startswith("#"):
-            found.add(line.strip())
+        if "=" in line and not line.startswith("#"):
+            found.append(line)
     return found
 
 
@@ -439,3 +411,14 @@ def _model_rows(text: str) -> set[str]:
     if MODELS_BEGIN not in lines or MODELS_END not in lines:
         return set()
     return {line for line in lines[lines.index(MODELS_BEGIN) + 1 : lines.index(MODELS_END)] if line}
+
+
+def entry_counts(path: Path, architecture: str) -> tuple[int, int]:
+    """The architecture's entry points: in the parsed table (0 or 1), and as keys among its lines (a repeated key
+    makes the file unreadable as TOML, so the text count sees what the parse cannot)."""
+    keys = [line.partition("=")[0].strip() for line in _entry_lines(path.read_text(encoding="utf-8"))]
+    try:
+        parsed = 1 if architecture in entry_points(path) else 0
+    except OnboardError:
+        parsed = 0
+    return parsed, keys.count(architecture)

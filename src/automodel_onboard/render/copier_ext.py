@@ -143,15 +143,19 @@ def onboard_check_destination(
 
 
 def onboard_registered_elsewhere(
-    dst_path: str, architecture: str, module_name: str, destination_kind: str = destination.CHECKOUT
+    dst_path: str,
+    architecture: str,
+    module_name: str,
+    destination_kind: str = destination.CHECKOUT,
+    replace: bool = True,
 ) -> str:
     """``module:Class`` the architecture resolves to before this onboarding, unless that is this model already.
 
-    In a checkout that is its registry's entry; for a plugin, NeMo AutoModel's own class (which it replaces).
+    In a checkout that is its registry's entry; for a plugin replacing one, NeMo AutoModel's own class.
     """
     root = Path(dst_path)
     plugin = destination_kind == destination.PLUGIN
-    if not plugin and destination.kind_of(root) != destination.CHECKOUT:
+    if (plugin and not replace) or (not plugin and destination.kind_of(root) != destination.CHECKOUT):
         return ""
     try:
         target = destination.at(root, destination_kind).registered(architecture)
