@@ -112,6 +112,18 @@ def without_long_runs(monkeypatch):
 
 
 @pytest.fixture
+def hf_modules_cache(tmp_path_factory, monkeypatch):
+    """transformers copies trusted code into its modules cache: keep that cache out of the user's home. One folder
+    for the whole session: the ``transformers_modules`` package it holds is imported once per process."""
+    import transformers.dynamic_module_utils as dynamic
+
+    cache = str(tmp_path_factory.getbasetemp() / "hf_modules")
+    monkeypatch.setenv("HF_MODULES_CACHE", cache)
+    monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", cache)
+    return cache
+
+
+@pytest.fixture
 def checkout(pristine, tmp_path):
     """A fresh copy of the scratch checkout (copying is faster than making one)."""
     dest = tmp_path / "checkout"

@@ -228,13 +228,13 @@ def test_the_plugins_generated_tests_pass_through_its_entry_point(tmp_path, with
 
 
 @pytest.mark.slow
-def test_a_local_config_class_is_registered_when_the_architecture_resolves(tmp_path, without_long_runs, monkeypatch):
+@pytest.mark.usefixtures("hf_modules_cache")
+def test_a_local_config_class_is_registered_when_the_architecture_resolves(tmp_path, without_long_runs):
     """A model whose reference is its checkpoint's own code: the plugin ships its config class, registered by the
     package the entry point imports; a generated test loads the checkpoint through NeMo AutoModel's auto class in a
     fresh process, without trust_remote_code, after resolving the architecture through the entry point."""
     from test_remote_code import toy_folder
 
-    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
     folder, _ = toy_folder(tmp_path)
     plugin = tmp_path / "models"
     report = onboard.new(onboard.Request(model=str(folder), dest=plugin, plugin=True, trust_remote_code=True))
@@ -370,3 +370,18 @@ def test_a_run_killed_between_writes_is_rolled_back_by_the_next(tmp_path, kill_a
     assert "was interrupted" in again.stderr + again.stdout
     entries = pyproject(plugin)["project"]["entry-points"][GROUP]
     assert set(entries) == {"OlmoForCausalLM", "OlmoeForCausalLM"}
+
+
+def test_an_architecture_another_installed_plugin_declares_is_refused(tmp_path, monkeypatch):
+    """What pip leaves for another plugin: its metadata with the entry point, on the path."""
+    site = tmp_path / "site"
+    info = site / "other_models-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other-models\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{GROUP}]\nOlmoForCausalLM = other_models.olmo.model:OlmoForCausalLM\n")
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(OnboardError) as err:
+        onboard_into(tmp_path / "models", OLMO)
+    assert err.value.code == "already-registered"
+    assert "another installed plugin" in err.value.what and "other_models.olmo.model:OlmoForCausalLM" in err.value.what
+    assert not (tmp_path / "models").exists()

@@ -115,14 +115,8 @@ class InternLM2ForCausalLM(PreTrainedModel):
 
 
 @pytest.fixture(autouse=True)
-def modules_cache(tmp_path_factory, monkeypatch):
-    """transformers copies trusted code into its modules cache: keep that cache out of the user's home."""
-    import transformers.dynamic_module_utils as dynamic
-
-    cache = str(tmp_path_factory.getbasetemp() / "hf_modules")
-    monkeypatch.setenv("HF_MODULES_CACHE", cache)
-    monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", cache)
-    return cache
+def modules_cache(hf_modules_cache):
+    return hf_modules_cache
 
 
 def _folder(root: Path, config: dict, modules: dict[str, str]) -> Path:

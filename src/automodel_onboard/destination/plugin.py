@@ -15,6 +15,7 @@ onboarding that succeeds.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -169,12 +170,12 @@ class Plugin(Staged):
                 fix="pass --plugin a new or empty folder; to onboard into a NeMo AutoModel clone use --dest",
                 code="not-a-plugin",
             )
-        table = ENTRY_TABLE
-        if table not in (self.root / PYPROJECT).read_text(encoding="utf-8").splitlines():
+        lines = [line.strip() for line in (self.root / PYPROJECT).read_text(encoding="utf-8").splitlines()]
+        if ENTRY_TABLE not in lines:
             raise OnboardError(
-                f"the plugin's {PYPROJECT} has no {table} table line, where onboardings add their entry points",
+                f"the plugin's {PYPROJECT} has no {ENTRY_TABLE} table line, where onboardings add their entry points",
                 where=str(self.root / PYPROJECT),
-                fix=f"restore the line {table} (the table may be empty)",
+                fix=f"restore the line {ENTRY_TABLE} (the table may be empty)",
                 code="plugin-pyproject",
             )
 
@@ -182,13 +183,20 @@ class Plugin(Staged):
         """Where the architecture resolves: this plugin's entry point, else NeMo AutoModel's own class."""
         from automodel_onboard.destination.registry_patch import read_registry
 
-        ours = entry_points(self.root / PYPROJECT).get(architecture) if self.patched else None
+        ours = entry_points(self.root / PYPROJECT).get(architecture) if (self.root / PYPROJECT).is_file() else None
         if ours is not None:
             module, _, cls = ours.rpartition(":")
             return module, cls
         target = read_registry(nemo_root() / "nemo_automodel" / "_transformers" / "registry.py").arch_mapping
         found = target.get(architecture)
-        return None if found is None else (found[0], found[1])
+        if found is not None:
+            return found[0], found[1]
+        for entry in importlib.metadata.entry_points(group=GROUP):  # another installed plugin's
+            owner = entry.dist.name if entry.dist is not None else ""
+            if entry.name == architecture and owner.replace("_", "-") != distribution_for(self.package):
+                module, _, cls = entry.value.rpartition(":")
+                return module, cls
+        return None
 
     def register(self, spec: Mapping[str, Any], module_name: str, replace: bool) -> None:
         """What the plugin task does (``copier.yml``), for an onboarding re-rendered outside Copier's tasks."""
@@ -250,7 +258,7 @@ class Plugin(Staged):
                 code="model-exists",
             )
         architecture = spec["architecture"]
-        declared = entry_points(self.root / PYPROJECT).get(architecture) if self.patched else None
+        declared = entry_points(self.root / PYPROJECT).get(architecture) if (self.root / PYPROJECT).is_file() else None
         if declared is not None:
             raise OnboardError(
                 f"the plugin already declares {architecture} (entry point {declared})",
@@ -260,6 +268,14 @@ class Plugin(Staged):
             )
         current = self.registered(architecture)
         replaces = None
+        if current is not None and not current[0].startswith("nemo_automodel."):
+            raise OnboardError(
+                f"another installed plugin already declares {architecture} ({current[0]}:{current[1]}); NeMo "
+                "AutoModel would resolve it to whichever entry point it reads first",
+                where=f"{GROUP} entry points",
+                fix="uninstall that plugin first, or onboard another architecture",
+                code="already-registered",
+            )
         if current is not None:
             if not replace:
                 raise OnboardError(
