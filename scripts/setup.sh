@@ -16,8 +16,12 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 stamp="$venv/.automodel-onboard-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  say "installing torch 2.13.0 and automodel-onboard with its test extras (NeMo AutoModel 0.7.0, transformers,"
-  say "copier, ...): a few minutes on a fresh machine, about 2.6 GB on disk with the CPU build of torch"
+  if [ "${1:-}" = "--torch-only" ]; then
+    say "installing torch 2.13.0 alone"
+  else
+    say "installing torch 2.13.0 and automodel-onboard with its test extras (NeMo AutoModel 0.7.0, transformers,"
+    say "copier, ...): a few minutes on a fresh machine, about 2.6 GB on disk with the CPU build of torch"
+  fi
   pip=("$venv/bin/python" -m pip)
   "${pip[@]}" install -q --upgrade pip
   torch=(torch==2.13.0)
