@@ -9,6 +9,7 @@ from typing import Any
 
 from automodel_onboard import destination, interrupts, kinds, verify
 from automodel_onboard.destination import Destination, Paths, Plan
+from automodel_onboard.destination.plugin import Plugin
 from automodel_onboard.errors import OnboardError
 from automodel_onboard.model.spec import cached_spec, remember_spec
 from automodel_onboard.render import copier_run
@@ -78,7 +79,7 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
         replace=request.replace,
         trust_remote_code=request.trust_remote_code,
         destination=destination.PLUGIN if request.plugin else destination.CHECKOUT,
-        plugin_package=getattr(dest, "package", ""),
+        plugin_package=dest.package if isinstance(dest, Plugin) else "",
     )
     remember_spec(answers.model, answers.revision, answers.trust_remote_code, built)
     if recovered is not None:
@@ -95,7 +96,8 @@ def new(request: Request, progress: Progress = _quiet) -> Report:
             warnings.append(
                 f"the destination has uncommitted changes ({', '.join(plan.dirty[:10])}"
                 + (", ..." if len(plan.dirty) > 10 else "")
-                + "); the onboarding touches none of them but registry.py"
+                + "); the onboarding touches none of them but "
+                + (", ".join(rel.name for rel in dest.patched) or "its own new files")
             )
             progress(f"warning: {warnings[-1]}")
         if plan.replaces and request.plugin:
