@@ -68,7 +68,9 @@ def test_a_new_plugin_is_a_package_declaring_its_architecture(tmp_path):
     assert project["project"]["name"] == "my-models"
     assert project["project"]["dependencies"] == ["nemo-automodel>=0.7.0,<0.8"]
     assert project["project"]["entry-points"][GROUP] == {"OlmoForCausalLM": "my_models.olmo.model:OlmoForCausalLM"}
-    assert project["tool"]["automodel-onboard"] == {"package": "my_models"}
+    assert "automodel" not in (plugin / "pyproject.toml").read_text().replace("nemo-automodel", "").replace(
+        "nemo_automodel", ""
+    )  # no trace of the generator beyond the answers files
     assert report.rendered.registry_lines == (
         'OlmoForCausalLM = "my_models.olmo.model:OlmoForCausalLM"',
         "| `olmo` | `OlmoForCausalLM` | dense | entry point |",
@@ -189,8 +191,9 @@ def test_a_folder_name_without_a_package_name_is_refused(tmp_path, name):
 def test_a_hostile_folder_name_becomes_an_inert_package_name(tmp_path):
     plugin = tmp_path / 'x"; import os; os.system("echo pwned") #'
     onboard_into(plugin, OLMO)
-    package = pyproject(plugin)["tool"]["automodel-onboard"]["package"]
+    (package,) = os.listdir(plugin / "src")
     assert package == "x_import_os_os_system_echo_pwned"
+    assert pyproject(plugin)["project"]["name"] == "x-import-os-os-system-echo-pwned"
     assert (plugin / "src" / package / "olmo" / "model.py").is_file()
 
 
@@ -385,3 +388,15 @@ def test_an_architecture_another_installed_plugin_declares_is_refused(tmp_path, 
     assert err.value.code == "already-registered"
     assert "another installed plugin" in err.value.what and "other_models.olmo.model:OlmoForCausalLM" in err.value.what
     assert not (tmp_path / "models").exists()
+
+
+def test_a_pyproject_without_the_entry_point_table_is_refused_untouched(tmp_path):
+    plugin = tmp_path / "models"
+    onboard_into(plugin, OLMO)
+    path = plugin / "pyproject.toml"
+    path.write_text(path.read_text().replace('[project.entry-points."nemo_automodel.architectures"]\n', ""))
+    before = tree(plugin)
+    with pytest.raises(OnboardError) as err:
+        onboard_into(plugin, OLMOE)
+    assert err.value.code == "plugin-pyproject" and "table line" in err.value.what
+    assert tree(plugin) == before

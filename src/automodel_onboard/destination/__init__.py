@@ -75,6 +75,19 @@ class Staged:
             Path(paths.docs_dir, f"{module_name}.mdx"),
         )
 
+    def require_new(self, creates: Iterable[Path], rerun: str) -> None:
+        """Refuse when any path the onboarding would create exists already (a dangling link counts)."""
+        present = [str(p) for p in creates if (self.root / p).exists() or (self.root / p).is_symlink()]
+        if present:
+            from automodel_onboard.errors import OnboardError
+
+            raise OnboardError(
+                f"files the onboarding would create already exist: {', '.join(present)}",
+                where=str(self.root),
+                fix=f"move them away, or rerun with `{rerun}`",
+                code="model-exists",
+            )
+
     def answers_files(self) -> tuple[Path, ...]:
         """The answers file of every model onboarded with this tool, relative to the root."""
         return tuple(p.relative_to(self.root) for p in sorted(self.models.glob(f"*/{ANSWERS_FILE}")))

@@ -174,14 +174,7 @@ class Checkout(Staged):
             )
         creates = self.planned(model_paths(module_name, kind, spec["org"]), module_name)
         self.require_inside((*creates, *self.patched))
-        present = [str(p) for p in creates if (self.root / p).exists() or (self.root / p).is_symlink()]
-        if present:
-            raise OnboardError(
-                f"files the onboarding would create already exist: {', '.join(present)}",
-                where=str(self.root),
-                fix=f"move them away, or rerun with `{beside}`",
-                code="model-exists",
-            )
+        self.require_new(creates, beside)
         replaces, fewer = None, ()
         if elsewhere:
             if not replace:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from automodel_onboard.destination import ANSWERS_FILE, Paths, Plan, Staged, lock
 from automodel_onboard.destination.checkout import dirty_files, missing_symbols
 from automodel_onboard.errors import OnboardError
@@ -34,19 +36,29 @@ README = Path("README.md")
 SRC = Path("src")
 GROUP = "nemo_automodel.architectures"
 ENTRY_TABLE = f'[project.entry-points."{GROUP}"]'
-TOOL = "automodel-onboard"  # pyproject's [tool.automodel-onboard] table: what marks a plugin made by this tool
 # The NeMo AutoModel releases the templates target: their API (the symbols each kind imports) is the same.
 NEMO_AUTOMODEL_RANGE = ">=0.7.0,<0.8"
-MODELS_BEGIN = "<!-- models: begin (automodel-onboard adds a row per model) -->"
-MODELS_END = "<!-- models: end -->"
+MODELS_BEGIN, MODELS_END = "<!-- models -->", "<!-- /models -->"  # the README's model rows go between
 DISTRIBUTION = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
+def recorded_package(root: Path) -> str | None:
+    """The import package the plugin's models record in their answers (what marks a plugin made by this tool)."""
+    for answers in sorted(root.glob(f"{SRC}/*/*/{ANSWERS_FILE}")):
+        try:
+            data = yaml.safe_load(answers.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and data.get("destination") == "plugin" and data.get("plugin_package"):
+            return naming.check_module_name(str(data["plugin_package"]), where=str(answers))
+    return None
+
+
 def package_for(root: Path) -> str:
-    """The plugin's import package: recorded in its pyproject, else derived from the folder's name."""
-    recorded = _tool_table(root).get("package")
+    """The plugin's import package: recorded in its models' answers, else derived from the folder's name."""
+    recorded = recorded_package(root) if root.is_dir() else None
     if recorded is not None:
-        return naming.check_module_name(recorded, where=str(root / PYPROJECT))
+        return recorded
     derived = re.sub(r"[^a-z0-9]+", "_", root.name.lower()).strip("_")
     if derived[:1].isdigit():
         derived = f"plugin_{derived}"
@@ -81,14 +93,6 @@ def plugin_paths(package: str, module_name: str, kind: Kind, org: str) -> Paths:
         plugin_package=package,
         plugin_init=(SRC / package / "__init__.py").as_posix(),
     )
-
-
-def _tool_table(root: Path) -> dict[str, Any]:
-    path = root / PYPROJECT
-    if not path.is_file():
-        return {}
-    table = read_pyproject(path).get("tool", {}).get(TOOL)
-    return table if isinstance(table, dict) else {}
 
 
 def read_pyproject(path: Path) -> dict[str, Any]:
@@ -148,8 +152,7 @@ class Plugin(Staged):
         return plugin_paths(self.package, module_name, kind, org)
 
     def is_plugin(self) -> bool:
-        path = self.root / PYPROJECT
-        return path.is_file() and isinstance(read_pyproject(path).get("tool", {}).get(TOOL), dict)
+        return (self.root / PYPROJECT).is_file() and recorded_package(self.root) is not None
 
     def require(self) -> None:
         """A plugin this tool made, or a folder to make one in (absent or empty); never anyone else's folder."""
@@ -164,20 +167,15 @@ class Plugin(Staged):
             return
         if not self.is_plugin():
             raise OnboardError(
-                f"{self.root} is neither empty nor a plugin made by automodel-onboard (its {PYPROJECT} has no "
-                f"[tool.{TOOL}] table)",
+                f"{self.root} is neither empty nor a plugin made by automodel-onboard (it has no {PYPROJECT}, or "
+                f"no model under {SRC}/ with this tool's answers)",
                 where=str(self.root),
                 fix="pass --plugin a new or empty folder; to onboard into a NeMo AutoModel clone use --dest",
                 code="not-a-plugin",
             )
         lines = [line.strip() for line in (self.root / PYPROJECT).read_text(encoding="utf-8").splitlines()]
         if ENTRY_TABLE not in lines:
-            raise OnboardError(
-                f"the plugin's {PYPROJECT} has no {ENTRY_TABLE} table line, where onboardings add their entry points",
-                where=str(self.root / PYPROJECT),
-                fix=f"restore the line {ENTRY_TABLE} (the table may be empty)",
-                code="plugin-pyproject",
-            )
+            raise _no_entry_table(self.root / PYPROJECT)
 
     def registered(self, architecture: str) -> tuple[str, str] | None:
         """Where the architecture resolves: this plugin's entry point, else NeMo AutoModel's own class."""
@@ -249,14 +247,7 @@ class Plugin(Staged):
             )
         creates = self.planned(self.paths(module_name, kind, spec["org"]), module_name)
         self.require_inside((*creates, *self.patched))
-        present = [str(p) for p in creates if (self.root / p).exists() or (self.root / p).is_symlink()]
-        if present:
-            raise OnboardError(
-                f"files the onboarding would create already exist: {', '.join(present)}",
-                where=str(self.root),
-                fix=f"move them away, or rerun with `--name {free}`",
-                code="model-exists",
-            )
+        self.require_new(creates, f"--name {free}")
         architecture = spec["architecture"]
         declared = entry_points(self.root / PYPROJECT).get(architecture) if (self.root / PYPROJECT).is_file() else None
         if declared is not None:
@@ -351,6 +342,15 @@ def register(
     return tuple(added)
 
 
+def _no_entry_table(path: Path) -> OnboardError:
+    return OnboardError(
+        f"the plugin's {path.name} has no {ENTRY_TABLE} table line, where onboardings add their entry points",
+        where=str(path),
+        fix=f"restore the line {ENTRY_TABLE} (the table may be empty)",
+        code="plugin-pyproject",
+    )
+
+
 def _add_to_table(path: Path, line: str, name: str, value: str) -> list[str]:
     declared = entry_points(path)
     if declared.get(name) == value:
@@ -366,12 +366,7 @@ def _add_to_table(path: Path, line: str, name: str, value: str) -> list[str]:
     try:
         start = next(i for i, text in enumerate(lines) if text.strip() == ENTRY_TABLE)
     except StopIteration:
-        raise OnboardError(
-            f"{path.name} has no {ENTRY_TABLE} table line",
-            where=str(path),
-            fix=f"restore the line {ENTRY_TABLE} (the table may be empty)",
-            code="plugin-pyproject",
-        ) from None
+        raise _no_entry_table(path) from None
     end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
     while end > start + 1 and not lines[end - 1].strip():
         end -= 1  # after the table's last entry, before the blank lines that close it
