@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create (or reuse) the project's virtual environment and install the tool with its test extras; prints its path last.
+# Create (or reuse) the project's virtual environment and install the tool with its test and benchmark extras; prints
+# its path last.
 #
 # torch==2.13.0 goes first, as a CPU build: an unpinned torch, or PyPI's default wheel on Linux, is a CUDA build of
 # several GB. Where the configured package index already offers the CPU build (a local wheel), it is taken from there;
@@ -42,7 +43,7 @@ if [ ! -f "$stamp" ]; then
     echo "$venv"
     exit 0
   fi
-  "${pip[@]}" install -q -e ".[test]"
+  "${pip[@]}" install -q -e ".[test,bench]"
   touch "$stamp"
   say "done"
 fi
