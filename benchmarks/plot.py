@@ -35,13 +35,13 @@ def speed(results: Sequence[Mapping[str, Any]], machine: Mapping[str, Any], path
         bars = ax.bar(xs, medians, width, yerr=errors, capsize=3, label=label)
         ax.bar_label(bars, labels=[f"{m:.2f}" for m in medians], padding=2, fontsize=8)
     ax.axhline(1.0, color="gray", linewidth=0.8, linestyle="--")
-    ax.set_xticks(range(len(families)), families)
+    ax.set_xticks(range(len(families)), [family.replace(", ", "\n") for family in families])
     ax.set_ylabel("forward+backward time / transformers'")
     device = machine["accelerator"] or f"CPU, {machine['torch_threads']} threads"
     batch = results[0]["batch"]
     ax.set_title(f"Training step, float32, batch {batch[0]} x {batch[1]} tokens ({device})", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_ylim(0, max(relative(r, n)[2] for r in results for n in NAMES) * 1.2)
+    ax.legend(fontsize=8, loc="upper center", ncol=len(NAMES))
+    ax.set_ylim(0, max(relative(r, n)[2] for r in results for n in NAMES) * 1.35)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)

@@ -9,51 +9,40 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Sample:
-    """Seconds of repeated runs of one thing."""
+    """Repeated measurements of one thing: seconds, or ratios of seconds."""
 
-    seconds: tuple[float, ...]
+    values: tuple[float, ...]
 
     @property
     def median(self) -> float:
-        return statistics.median(self.seconds)
+        return statistics.median(self.values)
 
     @property
     def spread(self) -> tuple[float, float]:
-        return min(self.seconds), max(self.seconds)
+        return min(self.values), max(self.values)
 
     def to_json(self) -> dict[str, object]:
         low, high = self.spread
-        return {"median": self.median, "min": low, "max": high, "runs": list(self.seconds)}
+        return {"median": self.median, "min": low, "max": high, "runs": list(self.values)}
 
 
 @dataclass(frozen=True)
-class Ratio:
-    """``a / b`` of runs measured side by side: the ratio of each round, so that a slow moment of the machine, which
-    slows both, cancels out."""
-
-    per_round: tuple[float, ...]
+class Ratio(Sample):
+    """``a / b`` of runs measured side by side, round by round: a slow moment of the machine, which slows both,
+    cancels out."""
 
     @classmethod
     def of(cls, a: Sample, b: Sample) -> Ratio:
-        if len(a.seconds) != len(b.seconds):
+        if len(a.values) != len(b.values):
             raise ValueError("a ratio is taken of runs measured in the same rounds")
-        return cls(tuple(x / y for x, y in zip(a.seconds, b.seconds, strict=True)))
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.per_round)
-
-    @property
-    def spread(self) -> tuple[float, float]:
-        return min(self.per_round), max(self.per_round)
+        return cls(tuple(x / y for x, y in zip(a.values, b.values, strict=True)))
 
     def at_most(self, bound: float) -> bool:
         """Whether the ratio is ``bound`` or below within the run's spread."""
         return self.spread[0] <= bound
 
     def to_json(self) -> dict[str, object]:
-        low, high = self.spread
-        return {"median": self.median, "min": low, "max": high}
+        return {key: value for key, value in super().to_json().items() if key != "runs"}  # the runs are beside it
 
 
 def rounds(count: int, names: Sequence[str]) -> list[list[str]]:

@@ -20,8 +20,9 @@ if [ ! -f "$stamp" ]; then
   if [ "${1:-}" = "--torch-only" ]; then
     say "installing torch 2.13.0 alone"
   else
-    say "installing torch 2.13.0 and automodel-onboard with its test extras (NeMo AutoModel 0.7.0, transformers,"
-    say "copier, ...): a few minutes on a fresh machine, about 2.6 GB on disk with the CPU build of torch"
+    say "installing torch 2.13.0 and automodel-onboard with its test and benchmark extras (NeMo AutoModel 0.7.0,"
+    say "transformers, copier, matplotlib, ...): a few minutes on a fresh machine, about 2.6 GB on disk with the CPU"
+    say "build of torch"
   fi
   pip=("$venv/bin/python" -m pip)
   "${pip[@]}" install -q --upgrade pip

@@ -145,7 +145,7 @@ def test_parameter_bytes_count_a_tied_weight_once():
 def test_ratios_are_taken_round_by_round_in_rotated_order():
     a, b = Sample((1.0, 3.0, 2.0)), Sample((2.0, 2.0, 2.0))
     ratio = Ratio.of(a, b)
-    assert ratio.per_round == (0.5, 1.5, 1.0)
+    assert ratio.values == (0.5, 1.5, 1.0)
     assert (ratio.median, ratio.spread) == (1.0, (0.5, 1.5))
     assert ratio.at_most(0.5) and not ratio.at_most(0.49)
     with pytest.raises(ValueError, match="same rounds"):

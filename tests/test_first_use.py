@@ -95,17 +95,20 @@ def _setup_with(tmp_path: Path, offered: str, **env: str) -> list[str]:
 def test_setup_takes_torch_from_the_cpu_index_when_the_package_index_offers_a_cuda_build(tmp_path):
     assert _setup_with(tmp_path, "2.13.0") == [
         "-m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu",
-        "-m pip install -q -e .[test]",
+        "-m pip install -q -e .[test,bench]",
     ]
 
 
 def test_setup_keeps_the_package_index_when_it_offers_the_cpu_build(tmp_path):
-    assert _setup_with(tmp_path, "2.13.0+cpu") == ["-m pip install -q torch==2.13.0", "-m pip install -q -e .[test]"]
+    assert _setup_with(tmp_path, "2.13.0+cpu") == [
+        "-m pip install -q torch==2.13.0",
+        "-m pip install -q -e .[test,bench]",
+    ]
 
 
 def test_setup_overrides_cuda_and_another_cpu_index(tmp_path):
     cuda = _setup_with(tmp_path / "cuda", "2.13.0", AUTOMODEL_ONBOARD_TORCH="cuda")
-    assert cuda == ["-m pip install -q torch==2.13.0", "-m pip install -q -e .[test]"]
+    assert cuda == ["-m pip install -q torch==2.13.0", "-m pip install -q -e .[test,bench]"]
     mirror = _setup_with(tmp_path / "mirror", "2.13.0", AUTOMODEL_ONBOARD_TORCH_INDEX="https://mirror.example/cpu")
     assert mirror[0] == "-m pip install -q torch==2.13.0 --index-url https://mirror.example/cpu"
 
