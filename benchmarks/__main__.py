@@ -27,13 +27,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 # The models the suites and speed sections onboard into one scratch checkout: NeMo AutoModel's own families (speed)
-# and a VLM (suites). --replace: NeMo AutoModel registers the first three itself.
-MODELS = (
-    ("meta-llama__Llama-3.2-3B.json", "llama_onboarded", ("--replace",)),
-    ("Qwen__Qwen3-0.6B.json", "qwen3_onboarded", ("--replace",)),
-    ("Qwen__Qwen3-235B-A22B.json", "qwen3_moe_onboarded", ("--replace", "--allow-fewer-capabilities")),
-    ("mistral-community__pixtral-12b.json", "pixtral_onboarded", ()),
-)
+# and a VLM (suites): (fixture, module, flags of `new`).
+VLM = ("mistral-community__pixtral-12b.json", "pixtral_onboarded", ())
+MODELS = (*dict.fromkeys((f.fixture, f.module, f.onboard_flags) for f in speed.FAMILIES), VLM)
 SUITES = (("dense", "qwen3_onboarded"), ("moe", "qwen3_moe_onboarded"), ("vlm", "pixtral_onboarded"))
 # The quick mode runs a dense suite's first tests only.
 QUICK_SUITE = "forward_shapes or checkpoint_round_trip"
@@ -42,27 +38,18 @@ QUICK_SUITE = "forward_shapes or checkpoint_round_trip"
 def onboarded_checkout(work: Path, models: Sequence[tuple[str, str, tuple[str, ...]]]) -> Path:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     checkout = work / "checkout"
-    onboarding._check(onboarding.cli(["sandbox", str(checkout)], env), 0)
+    onboarding.check(onboarding.cli(["sandbox", str(checkout)], env), 0)
     for config, name, flags in models:
         argv = ["new", str(scaling.FIXTURES / config), "--dest", str(checkout), "--name", name, "--no-verify", *flags]
-        onboarding._check(onboarding.cli(argv, env), 0)
+        onboarding.check(onboarding.cli(argv, env), 0)
     return checkout
 
 
 def speed_section(checkout: Path, runs: int, quick: bool, work: Path) -> list[dict[str, Any]]:
     out = work / "speed.json"
-    argv = [
-        sys.executable,
-        "-m",
-        "benchmarks.speed",
-        "--checkout",
-        str(checkout),
-        "--runs",
-        str(runs),
-        "--out",
-        str(out),
-    ]
-    result = subprocess.run([*argv, *(["--quick"] if quick else [])], cwd=ROOT, capture_output=True, text=True)
+    argv = [sys.executable, "-m", "benchmarks.speed", "--checkout", str(checkout), "--runs", str(runs)]
+    argv += ["--out", str(out), *(["--quick"] if quick else [])]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"the speed worker failed:\n{result.stderr[-4000:]}")
     return json.loads(out.read_text())

@@ -32,7 +32,7 @@ NEW = ("new", HUB_ID, "--dest", "{dest}", "--name", NAME)
 
 @dataclass(frozen=True)
 class Task:
-    """One command line; ``{dest}`` and ``{template}`` are filled in per run. ``setup`` names the destination each run
+    """One command line; ``{dest}`` is filled in per run. ``setup`` names the destination each run
     starts from: none, a scratch checkout, or one with the model onboarded."""
 
     name: str
@@ -41,8 +41,8 @@ class Task:
     status: int = 0  # the exit status the run must end with
     verifies: bool = False  # runs the generated tests (minutes): fewer runs
 
-    def command(self, dest: Path | None, template: Path | None = None) -> list[str]:
-        return [arg.format(dest=dest, template=template) for arg in self.argv]
+    def command(self, dest: Path | None) -> list[str]:
+        return [arg.format(dest=dest) for arg in self.argv]
 
 
 TASKS = (
@@ -53,22 +53,10 @@ TASKS = (
     Task("new, refused (NeMo AutoModel's own architecture, no --replace)", NEW, setup="checkout", status=2),
     Task(
         "update of an unchanged model",
-        ("update", "--dest", "{dest}", "--name", NAME, "--template", "{template}"),
+        ("update", "--dest", "{dest}", "--name", NAME),
         setup="onboarded",
     ),
 )
-# The onboarded destination `update` starts from, rendered from a committed copy of this working tree's template (a
-# template with uncommitted changes records a version `update` cannot find again).
-ONBOARD = """
-import sys
-from pathlib import Path
-from automodel_onboard.destination.checkout import Checkout
-from automodel_onboard.render import copier_ext, copier_run
-dest, template, model, name = sys.argv[1:]
-spec = copier_ext.spec_dict(model, "", name)
-answers = copier_run.answers_for(spec, model, module_name=name, replace=True)
-copier_run.render(Checkout(Path(dest)), answers, spec, template=Path(template))
-"""
 
 
 def hub_cache(root: Path, repo_id: str, config_text: str) -> Path:
@@ -123,7 +111,7 @@ class Fixtures:
     def make(cls, work: Path, *, onboarded: bool = True) -> Fixtures:
         fixtures = cls(work, hub_cache(work / "hub", HUB_ID, EXAMPLE.read_text()))
         env = environment(fixtures.cache)
-        _check(cli(["sandbox", str(fixtures.checkout)], env), 0)
+        check(cli(["sandbox", str(fixtures.checkout)], env), 0)
         if not onboarded:
             return fixtures
         shutil.copytree(fixtures.checkout, fixtures.onboarded, symlinks=True)
@@ -133,8 +121,17 @@ class Fixtures:
             ROOT / "templates", fixtures.template / "templates", ignore=shutil.ignore_patterns("__pycache__")
         )
         _commit_all(fixtures.template, "template")
-        argv = [sys.executable, "-c", ONBOARD, str(fixtures.onboarded), str(fixtures.template), HUB_ID, NAME]
-        _check(subprocess.run(argv, capture_output=True, text=True, env=env), 0)
+        # Rendered from a committed copy of this working tree's template: a template with uncommitted changes records
+        # a version that `update` cannot find again.
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.onboarding",
+            "onboard",
+            str(fixtures.onboarded),
+            str(fixtures.template),
+        ]
+        check(subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT), 0)
         _commit_all(fixtures.onboarded, "onboarded")
         return fixtures
 
@@ -157,7 +154,7 @@ def _commit_all(repo: Path, message: str) -> None:
         subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
 
 
-def _check(result: subprocess.CompletedProcess, status: int) -> None:
+def check(result: subprocess.CompletedProcess, status: int) -> None:
     if result.returncode != status:
         raise RuntimeError(
             f"{' '.join(result.args[3:])} exited {result.returncode}, not {status}:\n{result.stdout}\n{result.stderr}"
@@ -169,9 +166,9 @@ def cold(task: Task, fixtures: Fixtures, runs: int) -> Sample:
     for _ in range(runs):
         dest = fixtures.destination(task, fixtures.work / "run")
         start = time.perf_counter()
-        result = cli(task.command(dest, fixtures.template), environment(fixtures.cache))
+        result = cli(task.command(dest), environment(fixtures.cache))
         seconds.append(time.perf_counter() - start)
-        _check(result, task.status)
+        check(result, task.status)
     return Sample(tuple(seconds))
 
 
@@ -179,7 +176,7 @@ def warm(tasks: Sequence[Task], fixtures: Fixtures, runs: Mapping[str, int]) -> 
     """Each task run once untimed, then ``runs[task]`` times, all in one new interpreter."""
     spec = {"work": str(fixtures.work), "cache": str(fixtures.cache), "tasks": [t.name for t in tasks], "runs": runs}
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.onboarding", json.dumps(spec)],
+        [sys.executable, "-m", "benchmarks.onboarding", "warm", json.dumps(spec)],
         capture_output=True,
         text=True,
         env=environment(fixtures.cache),
@@ -200,7 +197,7 @@ def _warm_worker(spec: Mapping) -> dict[str, list[float]]:
         for run in range(spec["runs"][task.name] + 1):
             dest = fixtures.destination(task, fixtures.work / "run")
             start = time.perf_counter()
-            status = main(task.command(dest, fixtures.template), out=io.StringIO(), err_out=io.StringIO())
+            status = main(task.command(dest), out=io.StringIO(), err_out=io.StringIO())
             elapsed = time.perf_counter() - start
             if status != task.status:
                 raise RuntimeError(f"{task.name}: exited {status}, not {task.status}")
@@ -229,7 +226,24 @@ def measure(runs: int, suite_runs: int, *, with_tests: bool = True) -> list[Task
     return [TaskResult(t, colds[t.name], warms[t.name]) for t in tasks]
 
 
+def _onboard(dest: Path, template: Path) -> None:
+    from automodel_onboard.destination.checkout import Checkout
+    from automodel_onboard.render import copier_ext, copier_run
+
+    spec = copier_ext.spec_dict(HUB_ID, "", NAME)
+    answers = copier_run.answers_for(spec, HUB_ID, module_name=NAME, replace=True)
+    copier_run.render(Checkout(dest), answers, spec, template=template)
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="the warm runs, in their own interpreter")
-    parser.add_argument("spec")
-    print(json.dumps(_warm_worker(json.loads(parser.parse_args().spec))))
+    parser = argparse.ArgumentParser(description="the steps that run in an interpreter of their own")
+    steps = parser.add_subparsers(dest="step", required=True)
+    steps.add_parser("warm", help="the warm runs").add_argument("spec")
+    onboard = steps.add_parser("onboard", help="the destination `update` starts from")
+    onboard.add_argument("dest", type=Path)
+    onboard.add_argument("template", type=Path)
+    args = parser.parse_args()
+    if args.step == "warm":
+        print(json.dumps(_warm_worker(json.loads(args.spec))))
+    else:
+        _onboard(args.dest, args.template)

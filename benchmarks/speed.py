@@ -84,6 +84,12 @@ class Family:
         return f"{self.name}_onboarded"
 
     @property
+    def onboard_flags(self) -> tuple[str, ...]:
+        """``new``'s flags for onboarding it beside NeMo's own: NeMo's Qwen3-MoE declares context parallelism, which
+        the generated MoE does not."""
+        return ("--replace", *(("--allow-fewer-capabilities",) if self.experts else ()))
+
+    @property
     def generated_class(self) -> str:
         return f"nemo_automodel.components.models.{self.module}.model:ModelClass"
 
