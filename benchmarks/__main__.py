@@ -116,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    if "speed" in args.sections.split(","):
+        try:  # checked first: the plot is drawn last, after the whole run
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("the speed section draws its plot with matplotlib: pip install -e '.[bench]'")
     if args.quick:
         args.runs, args.suite_runs, args.speed_runs = 1, 1, 2
     print(write(run(args), args.out))

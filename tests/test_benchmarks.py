@@ -122,6 +122,18 @@ def test_an_unknown_section_is_refused():
     assert "unknown sections ['warp']" in result.stderr
 
 
+def test_without_matplotlib_the_speed_section_is_refused_before_anything_runs(tmp_path):
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; from benchmarks.__main__ import main; "
+        f"main(['--sections', 'speed', '--out', {str(tmp_path / 'out')!r}])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "draws its plot with matplotlib: pip install -e '.[bench]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_peak_step_bytes_is_the_most_held_at_once():
     def step():
         a = torch.ones(MIB // 4)  # 1 MiB of float32
