@@ -295,7 +295,7 @@ def measure(fam: Family, *, runs: int, quick: bool, work: Path) -> FamilyResult:
         experts=fam.experts,
         shape={k: getattr(config, k) for k in fam.shape if hasattr(config, k)},
         batch=batch,
-        parameters=sum(p.numel() for p in {id(p): p for p in reference.parameters()}.values()),
+        parameters=sum(p.numel() for p in reference.parameters()),  # a tied weight is listed once
         parameter_bytes={name: parameter_bytes(model) for name, model in models.items()},
         max_logit_diff={
             name: float((logits[name] - logits["transformers"]).abs().max()) for name in IMPLEMENTATIONS[:2]
