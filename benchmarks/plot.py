@@ -39,7 +39,7 @@ def speed(results: Sequence[Mapping[str, Any]], machine: Mapping[str, Any], path
     ax.set_ylabel("forward+backward time / transformers'")
     device = machine["accelerator"] or f"CPU, {machine['torch_threads']} threads"
     batch = results[0]["batch"]
-    ax.set_title(f"Training step, float32, batch {batch[0]} x {batch[1]} tokens ({device})", fontsize=10)
+    ax.set_title(f"Training step, {results[0]['dtype']}, batch {batch[0]} x {batch[1]} tokens ({device})", fontsize=10)
     ax.legend(fontsize=8, loc="upper center", ncol=len(NAMES))
     ax.set_ylim(0, max(relative(r, n)[2] for r in results for n in NAMES) * 1.35)
     fig.tight_layout()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+DEVICES = {"cpu": "the CPU", "cuda": "the GPU"}
 NAMES = {"generated": "generated", "nemo": "NeMo AutoModel's own", "transformers": "transformers"}
 MIB = 2**20
 
@@ -57,6 +58,15 @@ def suites(results: Sequence[Mapping[str, Any]]) -> list[str]:
     return _table(("kind", "model", "tests", "wall (s)", *(f"{p} (s)" for p in parts)), rows)
 
 
+def backends(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The dtype, the device and NeMo's backend settings the rows share; the one that differs (experts) is in each
+    row's family."""
+    first = results[0]
+    shared = {key: value for key, value in first["backend"].items() if all(r["backend"][key] == value for r in results)}
+    settings = ", ".join(f"{key} {value}" for key, value in shared.items())
+    return [f"{first['dtype']} on {DEVICES[first['device']]}; NeMo AutoModel's backends: {settings}.", ""]
+
+
 def speed(results: Sequence[Mapping[str, Any]]) -> list[str]:
     rows = []
     for r in results:
@@ -84,7 +94,7 @@ def speed(results: Sequence[Mapping[str, Any]]) -> list[str]:
         "generated faster than transformers (median)",
         "max logit difference to transformers, generated / NeMo's own",
     )
-    return _table(header, rows)
+    return backends(results) + _table(header, rows)
 
 
 def memory(results: Sequence[Mapping[str, Any]]) -> list[str]:

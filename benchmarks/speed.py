@@ -2,7 +2,8 @@
 
 Run as a worker by ``python -m benchmarks`` in a checkout holding the onboarded models: for each family, the three
 implementations get the same weights (the reference's, saved and loaded through each one's adapter), their logits are
-compared, then one forward+backward step of each is timed in interleaved rounds and its peak memory is profiled.
+compared, then one forward+backward step of each is timed in interleaved rounds and its peak memory is measured, on
+the CPU (float32, NeMo's CPU backends) or on a CUDA GPU (bfloat16, NeMo's backends at their defaults there).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,13 @@ class Family:
     # NeMo's own class builds some buffers on the current CUDA device; on the CPU it is built with that device
     # answered and the buffers moved (the rotary table's device, read at each step).
     cuda_device_at_build: bool = False
-    # NeMo's MoE experts backend on the CPU: "torch" loops over the experts (the default without CUDA), "torch_mm"
-    # runs them as one grouped GEMM. None for a dense family.
+    # NeMo's MoE experts backend, where the device's default is not the one measured: on the CPU "torch" loops over
+    # the experts (the default without CUDA), "torch_mm" runs them as one grouped GEMM.
     experts: str | None = None
+
+    @property
+    def moe(self) -> bool:
+        return "num_experts" in self.shape
 
     @property
     def label(self) -> str:
@@ -87,26 +92,71 @@ class Family:
     def onboard_flags(self) -> tuple[str, ...]:
         """``new``'s flags for onboarding it beside NeMo's own: NeMo's Qwen3-MoE declares context parallelism, which
         the generated MoE does not."""
-        return ("--replace", *(("--allow-fewer-capabilities",) if self.experts else ()))
+        return ("--replace", *(("--allow-fewer-capabilities",) if self.moe else ()))
 
     @property
     def generated_class(self) -> str:
         return f"nemo_automodel.components.models.{self.module}.model:ModelClass"
 
 
-QWEN3_MOE = "nemo_automodel.components.models.qwen3_moe.model:Qwen3MoeForCausalLM"
-FAMILIES = (
-    Family(
-        "llama", "meta-llama__Llama-3.2-3B.json", DENSE, "nemo_automodel.components.models.llama.model:LlamaForCausalLM"
-    ),
-    Family("qwen3", "Qwen__Qwen3-0.6B.json", DENSE, "nemo_automodel.components.models.qwen3.model:Qwen3ForCausalLM"),
-    Family("qwen3_moe", "Qwen__Qwen3-235B-A22B.json", MOE, QWEN3_MOE, cuda_device_at_build=True, experts="torch"),
-    Family("qwen3_moe", "Qwen__Qwen3-235B-A22B.json", MOE, QWEN3_MOE, cuda_device_at_build=True, experts="torch_mm"),
+LLAMA = Family(
+    "llama", "meta-llama__Llama-3.2-3B.json", DENSE, "nemo_automodel.components.models.llama.model:LlamaForCausalLM"
 )
+QWEN3 = Family("qwen3", "Qwen__Qwen3-0.6B.json", DENSE, "nemo_automodel.components.models.qwen3.model:Qwen3ForCausalLM")
+QWEN3_MOE = Family(
+    "qwen3_moe",
+    "Qwen__Qwen3-235B-A22B.json",
+    MOE,
+    "nemo_automodel.components.models.qwen3_moe.model:Qwen3MoeForCausalLM",
+    cuda_device_at_build=True,
+)
+# The backend settings a result records.
+BACKEND_FIELDS = ("linear", "attn", "rms_norm", "rope_fusion", "experts", "dispatcher")
 
 
-def family(label: str) -> Family:
-    return next(f for f in FAMILIES if f.label == label)
+@dataclass(frozen=True)
+class Device:
+    """Where the step runs: its dtype, the NeMo backend settings fixed there (NeMo's defaults for the rest, which
+    follow what the machine has: Transformer Engine, CUDA), and the families measured."""
+
+    name: str  # torch's device type
+    dtype: str
+    backend: Mapping[str, object]
+    families: tuple[Family, ...]
+
+    def backend_config(self, experts: str | None) -> Any:
+        from nemo_automodel.components.models.common import BackendConfig
+
+        return BackendConfig(**self.backend, **({"experts": experts} if experts else {}))
+
+    def synchronize(self) -> None:
+        if self.name == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def peak_step_bytes(self, step: Callable[[], object]) -> int:
+        """The most bytes of tensors alive at once during ``step`` beyond those alive before it."""
+        if self.name != "cuda":
+            return peak_step_bytes(step)
+        import torch
+
+        self.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        self.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+
+
+CPU = Device(
+    "cpu",
+    "float32",
+    {"linear": "torch", "attn": "sdpa", "rms_norm": "torch", "rope_fusion": False, "dispatcher": "torch"},
+    (LLAMA, QWEN3, replace(QWEN3_MOE, experts="torch"), replace(QWEN3_MOE, experts="torch_mm")),
+)
+CUDA = Device("cuda", "bfloat16", {}, (LLAMA, QWEN3, QWEN3_MOE))
+DEVICES = {device.name: device for device in (CPU, CUDA)}
 
 
 def _load(path: str) -> type:
@@ -130,14 +180,6 @@ def benchmark_config(fam: Family, quick: bool) -> Any:
     return config
 
 
-def cpu_backend(experts: str = "torch") -> Any:
-    from nemo_automodel.components.models.common import BackendConfig
-
-    return BackendConfig(
-        linear="torch", attn="sdpa", rms_norm="torch", rope_fusion=False, experts=experts, dispatcher="torch"
-    )
-
-
 @contextlib.contextmanager
 def _cuda_device_answered() -> Iterator[None]:
     import torch
@@ -159,20 +201,21 @@ def _to_cpu_buffers(model: Any) -> None:
             module.device = torch.device("cpu")
 
 
-def build(
-    cls: type, config: Any, checkpoint: Path, *, experts: str = "torch", cuda_device_at_build: bool = False
-) -> Any:
-    """``cls`` built from ``config`` and loaded with the checkpoint through its state-dict adapter, if it has one."""
+def build(cls: type, config: Any, checkpoint: Path, backend: Any, device: Device, answer_cuda: bool = False) -> Any:
+    """``cls`` built from ``config`` on ``device`` and loaded with the checkpoint through its state-dict adapter, if
+    it has one."""
     import torch
     from safetensors.torch import load_file
 
-    config.dtype = torch.float32  # a torch dtype, not the string saving leaves there: NeMo's own Llama needs one
-    with _cuda_device_answered() if cuda_device_at_build else contextlib.nullcontext():
-        model = cls(config, backend=cpu_backend(experts))
-    if cuda_device_at_build:
+    dtype = getattr(torch, device.dtype)
+    config.dtype = dtype  # a torch dtype, not the string saving leaves there: NeMo's own Llama needs one
+    answer_cuda = answer_cuda and device.name == "cpu"
+    with torch.device(device.name), _cuda_device_answered() if answer_cuda else contextlib.nullcontext():
+        model = cls(config, backend=backend)
+    if answer_cuda:
         _to_cpu_buffers(model)
-    model = model.to(torch.float32)
-    state = load_file(checkpoint / "model.safetensors")
+    model = model.to(dtype)
+    state = load_file(checkpoint / "model.safetensors", device=device.name)
     adapter = getattr(model, "state_dict_adapter", None)
     if adapter is not None:
         state = adapter.from_hf(state, model_state_dict=model.state_dict())
@@ -225,6 +268,9 @@ def peak_step_bytes(step: Callable[[], object]) -> int:
 class FamilyResult:
     family: str
     experts: str | None
+    device: str
+    dtype: str
+    backend: dict[str, object]
     shape: dict[str, int]
     batch: Batch
     parameters: int
@@ -243,6 +289,9 @@ class FamilyResult:
         return {
             "family": self.family,
             "experts": self.experts,
+            "device": self.device,
+            "dtype": self.dtype,
+            "backend": self.backend,
             "shape": self.shape,
             "batch": [self.batch.size, self.batch.tokens],
             "parameters": self.parameters,
@@ -257,42 +306,47 @@ class FamilyResult:
         }
 
 
-def measure(fam: Family, *, runs: int, quick: bool, work: Path) -> FamilyResult:
+def measure(fam: Family, device: Device, *, runs: int, quick: bool, work: Path) -> FamilyResult:
     import torch
     import transformers
 
     torch.manual_seed(0)
-    experts = fam.experts or "torch"
+    backend = device.backend_config(fam.experts)
     config = benchmark_config(fam, quick)
     reference = getattr(transformers, config.architectures[0])(config).to(torch.float32)
     checkpoint = work / fam.label
     reference.save_pretrained(checkpoint)
     models = {
-        "generated": build(_load(fam.generated_class), config, checkpoint, experts=experts),
-        "nemo": build(
-            _load(fam.nemo_class), config, checkpoint, experts=experts, cuda_device_at_build=fam.cuda_device_at_build
-        ),
-        "transformers": reference,
+        "generated": build(_load(fam.generated_class), config, checkpoint, backend, device),
+        "nemo": build(_load(fam.nemo_class), config, checkpoint, backend, device, fam.cuda_device_at_build),
+        "transformers": reference.to(device.name, getattr(torch, device.dtype)),
     }
     batch = QUICK_BATCH if quick else BATCH
     input_ids = torch.randint(
         0, config.vocab_size, (batch.size, batch.tokens), generator=torch.Generator().manual_seed(1)
-    )
+    ).to(device.name)
     with torch.no_grad():
         logits = {name: _logits(model.eval()(input_ids=input_ids)).float() for name, model in models.items()}
     for model in models.values():
         model.train()
     losses = {name: training_step(model, input_ids) for name, model in models.items()}  # the warm-up step
-    peaks = {name: peak_step_bytes(lambda m=model: training_step(m, input_ids)) for name, model in models.items()}
+    peaks = {
+        name: device.peak_step_bytes(lambda m=model: training_step(m, input_ids)) for name, model in models.items()
+    }
     times: dict[str, list[float]] = {name: [] for name in models}
     for order in rounds(runs, IMPLEMENTATIONS):
         for name in order:
+            device.synchronize()
             start = time.perf_counter()
             training_step(models[name], input_ids)
+            device.synchronize()
             times[name].append(time.perf_counter() - start)
     return FamilyResult(
         family=fam.label,
         experts=fam.experts,
+        device=device.name,
+        dtype=device.dtype,
+        backend={key: getattr(backend, key) for key in BACKEND_FIELDS},
         shape={k: getattr(config, k) for k in fam.shape if hasattr(config, k)},
         batch=batch,
         parameters=sum(p.numel() for p in reference.parameters()),  # a tied weight is listed once
@@ -309,16 +363,20 @@ def measure(fam: Family, *, runs: int, quick: bool, work: Path) -> FamilyResult:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkout", type=Path, required=True)
-    parser.add_argument("--families", default=";".join(f.label for f in FAMILIES), help="labels, ';'-separated")
+    parser.add_argument("--device", choices=sorted(DEVICES), default="cpu")
+    parser.add_argument("--families", help="labels, ';'-separated (default: all of the device's)")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(args.checkout.resolve()))  # the checkout's nemo_automodel, onboarded models included
+    device = DEVICES[args.device]
+    chosen = args.families.split(";") if args.families else [f.label for f in device.families]
     results = []
     with tempfile.TemporaryDirectory() as work:
-        for name in args.families.split(";"):
-            results.append(measure(family(name), runs=args.runs, quick=args.quick, work=Path(work)).to_json())
+        for label in chosen:
+            fam = next(f for f in device.families if f.label == label)
+            results.append(measure(fam, device, runs=args.runs, quick=args.quick, work=Path(work)).to_json())
     args.out.write_text(json.dumps(results, indent=2))
 
 

@@ -54,7 +54,7 @@ def _sample_ok(sample: dict, runs: int) -> None:
 def test_the_quick_run_measures_every_command_cold_and_warm(quick):
     results, _ = quick
     assert set(results) == {"machine", "settings", "onboarding", "suites", "speed", "scaling"}
-    assert results["settings"] == {"runs": 1, "suite_runs": 1, "speed_runs": 2, "quick": True}
+    assert results["settings"] == {"device": "cpu", "runs": 1, "suite_runs": 1, "speed_runs": 2, "quick": True}
     tasks = {t.name for t in onboarding.TASKS if not t.verifies}
     assert {r["task"] for r in results["onboarding"]} == tasks
     for row in results["onboarding"]:
@@ -87,8 +87,11 @@ def test_the_quick_run_times_a_generated_suite_by_its_parts(quick):
 
 def test_the_three_implementations_hold_the_same_weights_and_compute_the_same(quick):
     results, _ = quick
-    assert [r["family"] for r in results["speed"]] == [f.label for f in speed.FAMILIES]
-    for row in results["speed"]:
+    assert [r["family"] for r in results["speed"]] == [f.label for f in speed.CPU.families]
+    for row, fam in zip(results["speed"], speed.CPU.families, strict=True):
+        assert (row["device"], row["dtype"]) == ("cpu", "float32")
+        cpu_backends = {"linear": "torch", "attn": "sdpa", "rms_norm": "torch", "rope_fusion": False}
+        assert row["backend"] == {**cpu_backends, "experts": fam.experts or "torch", "dispatcher": "torch"}
         assert set(row["parameter_bytes"]) == set(speed.IMPLEMENTATIONS)
         # The generated model takes exactly the reference's parameter memory: the tied embedding is stored once.
         assert len(set(row["parameter_bytes"].values())) == 1, row["parameter_bytes"]
@@ -132,6 +135,29 @@ def test_without_matplotlib_the_speed_section_is_refused_before_anything_runs(tm
     assert "draws its plot with matplotlib: pip install -e '.[bench]'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_without_cuda_the_cuda_device_is_refused_before_anything_runs(tmp_path):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # no GPU, on any machine
+    argv = [sys.executable, "-m", "benchmarks", "--device", "cuda", "--out", str(tmp_path / "out")]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert "--device cuda needs a CUDA GPU that torch can use, and this machine has none" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_on_cuda_the_families_run_with_nemos_defaults_and_the_report_names_the_backends():
+    assert speed.CUDA.backend == {} and speed.CUDA.dtype == "bfloat16"
+    assert [f.label for f in speed.CUDA.families] == ["llama", "qwen3", "qwen3_moe"]
+    rows = [
+        {"dtype": "bfloat16", "device": "cuda", "backend": {"linear": "te", "experts": experts, "rope_fusion": True}}
+        for experts in ("torch", "torch_mm")
+    ]
+    assert report.backends(rows) == [
+        "bfloat16 on the GPU; NeMo AutoModel's backends: linear te, rope_fusion True.",
+        "",
+    ]
 
 
 def test_peak_step_bytes_is_the_most_held_at_once():
@@ -189,4 +215,4 @@ def test_the_readme_shows_the_recorded_run():
     assert "benchmarks/results/speed-cpu.png" in (ROOT / "README.md").read_text()
     assert _png_size(RECORDED / "speed-cpu.png") == (700, 400)
     assert recorded["settings"]["quick"] is False
-    assert {r["family"] for r in recorded["speed"]} == {f.label for f in speed.FAMILIES}
+    assert {r["family"] for r in recorded["speed"]} == {f.label for f in speed.CPU.families}
