@@ -214,7 +214,7 @@ def build(cls: type, config: Any, checkpoint: Path, backend: Any, device: Device
         model = cls(config, backend=backend)
     if answer_cuda:
         _to_cpu_buffers(model)
-    model = model.to(dtype)
+    model = model.to(device.name, dtype)  # a buffer some constructor placed itself follows the model
     state = load_file(checkpoint / "model.safetensors", device=device.name)
     adapter = getattr(model, "state_dict_adapter", None)
     if adapter is not None:
