@@ -131,20 +131,22 @@ def test_without_matplotlib_the_speed_section_is_refused_before_anything_runs(tm
         f"main(['--sections', 'speed', '--out', {str(tmp_path / 'out')!r}])"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    _refused_before_anything_ran(result, "draws its plot with matplotlib: pip install -e '.[bench]'", tmp_path / "out")
+
+
+def _refused_before_anything_ran(result: subprocess.CompletedProcess, message: str, out: Path) -> None:
     assert result.returncode == 2
-    assert "draws its plot with matplotlib: pip install -e '.[bench]'" in result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "out").exists()
+    assert not out.exists()
 
 
 def test_without_cuda_the_cuda_device_is_refused_before_anything_runs(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # no GPU, on any machine
     argv = [sys.executable, "-m", "benchmarks", "--device", "cuda", "--out", str(tmp_path / "out")]
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 2
-    assert "--device cuda needs a CUDA GPU that torch can use, and this machine has none" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "out").exists()
+    message = "--device cuda needs a CUDA GPU that torch can use, and this machine has none"
+    _refused_before_anything_ran(result, message, tmp_path / "out")
 
 
 def test_on_cuda_the_families_run_with_nemos_defaults_and_the_report_names_the_backends():
